@@ -1,0 +1,1 @@
+//! `configure`: docker and containers tools set up to use this helper (being written).

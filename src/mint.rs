@@ -1,0 +1,1 @@
+//! IAM and registry-token HTTP client (being written).
