@@ -1,1 +1,72 @@
-fn main() {}
+//! `docker-credential-ibmcr`: argv → action, the environment read once,
+//! `run`, and the error line on stdout (and stderr) with exit 1.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use docker_credential_ibmcr::protocol::{self, Action, Error};
+use docker_credential_ibmcr::{helper, log, Env};
+
+fn main() -> ExitCode {
+    // A panic message could hold anything: say where, never what.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let line = format!("{}: internal error{at}; please report it", protocol::NAME);
+        let _ = protocol::write_line(&mut std::io::stdout(), &line);
+        log::say(&line);
+    }));
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut stdout = std::io::stdout().lock();
+    let action = match Action::from_args(&args) {
+        Ok(action) => action,
+        Err(bad) => {
+            let _ = protocol::write_line(&mut stdout, &bad.to_string());
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = Env::from_process().map_err(Error::from).and_then(|env| {
+        log::init(env.debug);
+        #[allow(clippy::disallowed_methods)] // main reads the clock for everyone
+        let now = SystemTime::now();
+        helper::run(
+            action,
+            &mut std::io::stdin().lock(),
+            &mut stdout,
+            &env,
+            now,
+            real_uid(),
+        )
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let line = e.to_string();
+            let _ = protocol::write_line(&mut stdout, &line);
+            let _ = stdout.flush();
+            if !matches!(e, Error::NotFound) {
+                log::say(&line);
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The real user id, for `/run/containers/<uid>/auth.json`.
+fn real_uid() -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0)
+    }
+    #[cfg(not(unix))]
+    0
+}

@@ -1,0 +1,100 @@
+//! Optional settings file `<config dir>/config.json`: the mode and token
+//! access, globally or per IBM host. The environment variables win.
+//!
+//! ```json
+//! {"mode": "bearer", "token_access": "readwrite",
+//!  "hosts": {"us.icr.io": {"mode": "registry-token"}}}
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+
+use crate::env::{Env, Mode, TokenAccess};
+use crate::registry::IbmHost;
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostSettings {
+    mode: Option<Mode>,
+    token_access: Option<TokenAccess>,
+}
+
+/// The settings file, parsed.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    v: Option<u32>,
+    mode: Option<Mode>,
+    token_access: Option<TokenAccess>,
+    #[serde(default)]
+    hosts: BTreeMap<String, HostSettings>,
+}
+
+/// The settings file's name in the config dir.
+pub const FILE_NAME: &str = "config.json";
+
+impl Settings {
+    /// Reads `<dir>/config.json`; a missing file is all defaults.
+    pub fn load(dir: &Path) -> Result<Settings> {
+        let path = dir.join(FILE_NAME);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+            Err(e) => return Err(anyhow!("reading `{}`: {e}", path.display())),
+        };
+        // Holds no secrets, so serde's message (which may quote a value) is fine.
+        let settings: Settings = serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow!("settings file `{}` is invalid: {e}", path.display()))?;
+        if settings.v.is_some_and(|v| v != 1) {
+            return Err(anyhow!(
+                "settings file `{}` has an unknown version",
+                path.display()
+            ));
+        }
+        Ok(settings)
+    }
+
+    /// The mode for `host`: `IBMCR_MODE`, else the host's, else the file's, else bearer.
+    pub fn mode(&self, env: &Env, host: IbmHost) -> Mode {
+        env.mode
+            .or_else(|| self.hosts.get(host.name()).and_then(|h| h.mode))
+            .or(self.mode)
+            .unwrap_or(Mode::Bearer)
+    }
+
+    /// Access of registry tokens for `host`: `IBMCR_TOKEN_ACCESS`, else the host's, else the file's, else read-write.
+    pub fn token_access(&self, env: &Env, host: IbmHost) -> TokenAccess {
+        env.token_access
+            .or_else(|| self.hosts.get(host.name()).and_then(|h| h.token_access))
+            .or(self.token_access)
+            .unwrap_or(TokenAccess::ReadWrite)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_beats_host_beats_file() {
+        let s: Settings = serde_json::from_str(
+            r#"{"mode":"apikey","hosts":{"us.icr.io":{"mode":"registry-token","token_access":"readonly"}}}"#,
+        )
+        .unwrap();
+        let us = IbmHost::lookup("us.icr.io").unwrap();
+        let de = IbmHost::lookup("de.icr.io").unwrap();
+        let none = Env::from_lookup(|_| None, false).unwrap();
+        assert_eq!(s.mode(&none, us), Mode::RegistryToken);
+        assert_eq!(s.mode(&none, de), Mode::ApiKey);
+        assert_eq!(s.token_access(&none, us), TokenAccess::ReadOnly);
+        assert_eq!(s.token_access(&none, de), TokenAccess::ReadWrite);
+        let forced =
+            Env::from_lookup(|n| (n == "IBMCR_MODE").then(|| "bearer".into()), false).unwrap();
+        assert_eq!(s.mode(&forced, us), Mode::Bearer);
+        assert_eq!(Settings::default().mode(&none, us), Mode::Bearer);
+        assert!(serde_json::from_str::<Settings>(r#"{"mode":"fast"}"#).is_err());
+    }
+}

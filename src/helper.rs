@@ -1,0 +1,89 @@
+//! The verbs: each reads its input, routes IBM hosts to `ibm.rs` and every
+//! other registry to the plain store, and writes the protocol's answer.
+
+use std::io::{Read, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use crate::protocol::{self, Action, Error};
+use crate::registry::IbmHost;
+use crate::store::{self, Record};
+use crate::{configure, debug, ibm, Env};
+
+/// Runs one action. `input` is stdin, `out` is stdout; `now` is the clock,
+/// `uid` the real user id (for `configure`).
+pub fn run(
+    action: Action,
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    env: &Env,
+    now: SystemTime,
+    uid: u32,
+) -> Result<(), Error> {
+    let now = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let written = |r: std::io::Result<()>| r.context("writing stdout").map_err(Error::from);
+    match action {
+        Action::Store => {
+            let creds = protocol::parse_store(&protocol::read_input(input)?)?;
+            match IbmHost::parse(&creds.server_url) {
+                Some(host) => ibm::store(env, host, creds, now),
+                None => {
+                    let record = Record {
+                        username: creds.username,
+                        secret: creds.secret,
+                        stored_at: now,
+                    };
+                    store::open_for_write(env)?.put(&creds.server_url, &record)?;
+                    debug!("store", "stored a credential for a non-IBM registry");
+                    Ok(())
+                }
+            }
+        }
+        Action::Get => {
+            let server_url = protocol::parse_server_url(&protocol::read_input(input)?)?;
+            let answer = match IbmHost::parse(&server_url) {
+                Some(host) => ibm::get(env, host, now)?,
+                None => {
+                    let store = store::open_for_read(env)?.ok_or(Error::NotFound)?;
+                    let record = store.get(&server_url)?.ok_or(Error::NotFound)?;
+                    ibm::Answer {
+                        username: record.username,
+                        secret: record.secret,
+                    }
+                }
+            };
+            written(protocol::write_get(
+                out,
+                &server_url,
+                &answer.username,
+                &answer.secret,
+            ))
+        }
+        Action::Erase => {
+            let server_url = protocol::parse_server_url(&protocol::read_input(input)?)?;
+            match IbmHost::parse(&server_url) {
+                Some(host) => ibm::erase(env, host, now),
+                None => {
+                    if let Some(store) = store::open_for_read(env)? {
+                        store.remove(&server_url)?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Action::List => {
+            let entries = match store::open_for_read(env)? {
+                Some(store) => store.list()?,
+                None => Default::default(),
+            };
+            written(protocol::write_list(out, &entries))
+        }
+        Action::Version => written(protocol::write_version(out)),
+        Action::Help => written(protocol::write_line(out, &protocol::usage())),
+        Action::Configure(args) => configure::run(&args, env, uid, out).map_err(Error::from),
+    }
+}

@@ -1,0 +1,405 @@
+//! The Docker credential-helper protocol, byte for byte as
+//! docker/docker-credential-helpers speaks it (../shared/protocol.md §1).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use serde_json::Value;
+
+use crate::secret::Secret;
+
+/// The executable's name, as the reference prints it in usage and errors.
+pub const NAME: &str = "docker-credential-ibmcr";
+/// What `version` prints in the package slot.
+pub const PACKAGE: &str = "docker-credential-ibmcr";
+/// Version, as `v<semver>`.
+pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+/// The not-found text clients match exactly (after trimming).
+pub const NOT_FOUND: &str = "credentials not found in native keychain";
+/// A `store`, `get` or `erase` without a server URL.
+pub const MISSING_SERVER_URL: &str = "no credentials server URL";
+/// A `store` without a username.
+pub const MISSING_USERNAME: &str = "no credentials username";
+/// Go's bufio.Scanner refuses lines of this many bytes or more.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Total stdin we accept; far above any real credential.
+pub const MAX_INPUT: usize = 4 * 1024 * 1024;
+
+/// What argv asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `store`: JSON credentials on stdin.
+    Store,
+    /// `get`: a server URL on stdin.
+    Get,
+    /// `erase`: a server URL on stdin.
+    Erase,
+    /// `list`: stdin never read.
+    List,
+    /// `version`, `--version`, `-v`.
+    Version,
+    /// `--help`, `-h`.
+    Help,
+    /// `configure [flags]`: not part of the protocol; sets up docker and podman.
+    Configure(Vec<String>),
+}
+
+/// Why argv was not understood: print usage, or name the unknown action.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BadArgs {
+    /// Wrong argument count.
+    Usage,
+    /// `docker-credential-ibmcr: unknown action: X`.
+    Unknown(String),
+}
+
+impl Action {
+    /// Parses `argv[1..]` as the reference `Serve` does: exactly one argument
+    /// (`configure` alone takes flags).
+    pub fn from_args(args: &[String]) -> Result<Action, BadArgs> {
+        if let Some(("configure", rest)) = args.split_first().map(|(a, r)| (a.as_str(), r)) {
+            return Ok(Action::Configure(rest.to_vec()));
+        }
+        let [arg] = args else {
+            return Err(BadArgs::Usage);
+        };
+        Ok(match arg.as_str() {
+            "store" => Action::Store,
+            "get" => Action::Get,
+            "erase" => Action::Erase,
+            "list" => Action::List,
+            "version" | "--version" | "-v" => Action::Version,
+            "--help" | "-h" => Action::Help,
+            other => return Err(BadArgs::Unknown(other.to_string())),
+        })
+    }
+}
+
+impl fmt::Display for BadArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadArgs::Usage => f.write_str(&usage()),
+            BadArgs::Unknown(action) => write!(f, "{NAME}: unknown action: {action}"),
+        }
+    }
+}
+
+/// `Usage: docker-credential-ibmcr <store|get|erase|list|version>`.
+pub fn usage() -> String {
+    format!("Usage: {NAME} <store|get|erase|list|version>")
+}
+
+/// The outcomes the protocol distinguishes.
+#[derive(Debug)]
+pub enum Error {
+    /// Nothing stored or mintable: exactly [`NOT_FOUND`], nothing on stderr.
+    NotFound,
+    /// [`MISSING_SERVER_URL`].
+    MissingServerUrl,
+    /// [`MISSING_USERNAME`].
+    MissingUsername,
+    /// Anything else: one line on stdout and stderr.
+    Other(anyhow::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotFound => f.write_str(NOT_FOUND),
+            Error::MissingServerUrl => f.write_str(MISSING_SERVER_URL),
+            Error::MissingUsername => f.write_str(MISSING_USERNAME),
+            Error::Other(e) => f.write_str(&crate::log::one_line(&format!("{e:#}"))),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Self {
+        Error::Other(e)
+    }
+}
+
+/// Credentials as `store` receives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// `ServerURL`, exactly as sent.
+    pub server_url: String,
+    /// `Username`.
+    pub username: String,
+    /// `Secret`.
+    pub secret: Secret<String>,
+}
+
+/// Reads stdin as the reference does: lines joined without separators (a
+/// trailing `\r` dropped from each), a line of [`MAX_LINE`] bytes or more refused.
+pub fn read_input(input: &mut dyn Read) -> Result<Vec<u8>, Error> {
+    let mut raw = Vec::new();
+    input
+        .take(MAX_INPUT as u64 + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| Error::Other(anyhow::Error::new(e).context("reading stdin")))?;
+    if raw.len() > MAX_INPUT {
+        return Err(Error::Other(anyhow::anyhow!(
+            "stdin is larger than {MAX_INPUT} bytes"
+        )));
+    }
+    let mut joined = Vec::with_capacity(raw.len());
+    for line in raw.split(|&b| b == b'\n') {
+        if line.len() >= MAX_LINE {
+            return Err(Error::Other(anyhow::anyhow!(
+                "stdin line too long: {} bytes or more (bufio.Scanner: token too long)",
+                MAX_LINE
+            )));
+        }
+        joined.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+    }
+    Ok(joined)
+}
+
+/// The server URL of a `get` or `erase`: the input, whitespace-trimmed.
+pub fn parse_server_url(input: &[u8]) -> Result<String, Error> {
+    let url = String::from_utf8_lossy(input).trim().to_string();
+    if url.is_empty() {
+        return Err(Error::MissingServerUrl);
+    }
+    Ok(url)
+}
+
+/// Parses `store` input with Go's `encoding/json` rules: keys match
+/// case-insensitively, unknown keys and bytes after the first value are
+/// ignored, `null` leaves a field empty. ServerURL is checked before Username.
+pub fn parse_store(input: &[u8]) -> Result<Credentials, Error> {
+    let value = serde_json::Deserializer::from_slice(input)
+        .into_iter::<Value>()
+        .next()
+        .unwrap_or_else(|| Err(serde_json::from_slice::<Value>(b"").unwrap_err()));
+    // serde_json's syntax errors name positions, never content.
+    let value = value
+        .map_err(|e| Error::Other(anyhow::anyhow!("malformed credentials JSON on stdin: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(Error::Other(anyhow::anyhow!(
+            "malformed credentials JSON on stdin: expected an object with ServerURL, Username and Secret"
+        )));
+    };
+    let (mut server_url, mut username, mut secret) = (String::new(), String::new(), String::new());
+    for (key, value) in map {
+        let field = match key.to_ascii_lowercase().as_str() {
+            "serverurl" => &mut server_url,
+            "username" => &mut username,
+            "secret" => &mut secret,
+            _ => continue,
+        };
+        *field = match value {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            _ => {
+                return Err(Error::Other(anyhow::anyhow!(
+                    "malformed credentials JSON on stdin: `{key}` must be a string"
+                )))
+            }
+        };
+    }
+    if server_url.is_empty() {
+        return Err(Error::MissingServerUrl);
+    }
+    if username.is_empty() {
+        return Err(Error::MissingUsername);
+    }
+    Ok(Credentials {
+        server_url,
+        username,
+        secret: Secret::new(secret),
+    })
+}
+
+/// Writes `get`'s answer: `{"ServerURL":…,"Username":…,"Secret":…}` + `\n`,
+/// with Go's HTML-safe escaping, so the bytes match a Go helper's.
+pub fn write_get(
+    out: &mut dyn Write,
+    server_url: &str,
+    username: &str,
+    secret: &Secret<String>,
+) -> io::Result<()> {
+    let mut s = String::with_capacity(64 + secret.expose().len());
+    s.push_str("{\"ServerURL\":");
+    go_json_string(&mut s, server_url);
+    s.push_str(",\"Username\":");
+    go_json_string(&mut s, username);
+    s.push_str(",\"Secret\":");
+    go_json_string(&mut s, secret.expose());
+    s.push_str("}\n");
+    out.write_all(s.as_bytes())?;
+    out.flush()
+}
+
+/// Writes `list`'s answer: a JSON object of key → username, keys sorted, + `\n`.
+pub fn write_list(out: &mut dyn Write, entries: &BTreeMap<String, String>) -> io::Result<()> {
+    let mut s = String::from("{");
+    for (i, (key, username)) in entries.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        go_json_string(&mut s, key);
+        s.push(':');
+        go_json_string(&mut s, username);
+    }
+    s.push_str("}\n");
+    out.write_all(s.as_bytes())?;
+    out.flush()
+}
+
+/// Writes `version`'s answer: `<Name> (<Package>) <Version>` + `\n`.
+pub fn write_version(out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "{NAME} ({PACKAGE}) {VERSION}")?;
+    out.flush()
+}
+
+/// Writes one line (an error, or usage) + `\n` to stdout, where clients read it.
+pub fn write_line(out: &mut dyn Write, line: &str) -> io::Result<()> {
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
+/// Appends `s` as a JSON string escaped the way Go's `encoding/json` does
+/// with HTML escaping on: `<`, `>`, `&`, U+2028 and U+2029 as `\uXXXX`.
+fn go_json_string(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c if (c as u32) < 0x20 || c == '<' || c == '>' || c == '&' => {
+                let b = c as u32 as u8;
+                out.push_str("\\u00");
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 0xf) as usize] as char);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn argv_like_serve() {
+        assert_eq!(Action::from_args(&args(&["get"])), Ok(Action::Get));
+        assert_eq!(Action::from_args(&args(&["-v"])), Ok(Action::Version));
+        assert_eq!(Action::from_args(&args(&["--help"])), Ok(Action::Help));
+        assert_eq!(Action::from_args(&args(&[])), Err(BadArgs::Usage));
+        assert_eq!(Action::from_args(&args(&["get", "x"])), Err(BadArgs::Usage));
+        assert_eq!(
+            Action::from_args(&args(&["configure", "--dry-run"])),
+            Ok(Action::Configure(args(&["--dry-run"])))
+        );
+        let bad = Action::from_args(&args(&["bogus"])).unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "docker-credential-ibmcr: unknown action: bogus"
+        );
+        assert_eq!(
+            BadArgs::Usage.to_string(),
+            "Usage: docker-credential-ibmcr <store|get|erase|list|version>"
+        );
+    }
+
+    #[test]
+    fn get_bytes_match_the_go_reference() {
+        let mut out = Vec::new();
+        write_get(
+            &mut out,
+            "us.icr.io",
+            "<token>",
+            &Secret::new("s3cr&t".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"ServerURL\":\"us.icr.io\",\"Username\":\"\\u003ctoken\\u003e\",\"Secret\":\"s3cr\\u0026t\"}\n"
+        );
+        let mut s = String::new();
+        go_json_string(&mut s, "a\"b\\c\n\u{1}\u{2028}>é");
+        assert_eq!(s, "\"a\\\"b\\\\c\\n\\u0001\\u2028\\u003eé\"");
+    }
+
+    #[test]
+    fn list_is_sorted_and_empty_is_braces() {
+        let mut out = Vec::new();
+        write_list(&mut out, &BTreeMap::new()).unwrap();
+        assert_eq!(out, b"{}\n");
+        let mut m = BTreeMap::new();
+        m.insert("b.example".to_string(), "u".to_string());
+        m.insert("a.example".to_string(), "<token>".to_string());
+        let mut out = Vec::new();
+        write_list(&mut out, &m).unwrap();
+        assert_eq!(
+            out,
+            b"{\"a.example\":\"\\u003ctoken\\u003e\",\"b.example\":\"u\"}\n"
+        );
+    }
+
+    #[test]
+    fn store_follows_go_decoding() {
+        let c = parse_store(
+            b"{\"serverurl\":\"h\",\"USERNAME\":\"u\",\"Secret\":\"s\",\"x\":1} trailing",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.server_url.as_str(),
+                c.username.as_str(),
+                c.secret.expose().as_str()
+            ),
+            ("h", "u", "s")
+        );
+        let c =
+            parse_store(b"{\"ServerURL\": \"h\", \"Username\": \"u\", \"Secret\": null}").unwrap();
+        assert!(c.secret.is_empty());
+        assert!(matches!(
+            parse_store(b"{\"Username\":\"u\"}"),
+            Err(Error::MissingServerUrl)
+        ));
+        assert!(matches!(
+            parse_store(b"{\"ServerURL\":\"h\",\"Secret\":\"s\"}"),
+            Err(Error::MissingUsername)
+        ));
+        assert!(matches!(
+            parse_store(b"{\"ServerURL\":"),
+            Err(Error::Other(_))
+        ));
+        assert!(matches!(parse_store(b""), Err(Error::Other(_))));
+        assert!(matches!(parse_store(b"[]"), Err(Error::Other(_))));
+        let e = parse_store(b"{\"ServerURL\":\"h\",\"Username\":\"u\",\"Secret\":42424242}")
+            .unwrap_err();
+        assert!(!e.to_string().contains("4242"), "{e}");
+    }
+
+    #[test]
+    fn input_lines_join_and_long_lines_fail() {
+        let read = |b: &[u8]| read_input(&mut &b[..]);
+        assert_eq!(read(b"us.icr.io\r\nfoo\n").unwrap(), b"us.icr.iofoo");
+        assert_eq!(read(&vec![b'a'; MAX_LINE - 1]).unwrap().len(), MAX_LINE - 1);
+        assert!(read(&vec![b'a'; MAX_LINE]).is_err());
+        assert!(matches!(
+            parse_server_url(b" \t "),
+            Err(Error::MissingServerUrl)
+        ));
+        assert_eq!(parse_server_url(b" us.icr.io\n").unwrap(), "us.icr.io");
+    }
+}

@@ -1,0 +1,167 @@
+//! The file store: one JSON document, 0600 in a 0700 directory, replaced
+//! atomically; read-modify-write holds `store.lock`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::{Record, SecretStore};
+use crate::fsutil;
+
+/// Version of the store file format.
+const VERSION: u32 = 1;
+/// How long a writer waits for another.
+const LOCK_WAIT: Duration = Duration::from_secs(20);
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Document {
+    v: u32,
+    credentials: BTreeMap<String, Record>,
+}
+
+/// Credentials in `<data dir>/store.json`.
+#[derive(Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// A file store in `dir` (created on the first write).
+    pub fn new(dir: PathBuf) -> FileStore {
+        FileStore { dir }
+    }
+
+    /// The store file.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("store.json")
+    }
+
+    fn load(&self) -> Result<Document> {
+        let path = self.path();
+        let Some(bytes) = fsutil::read_private(&path)? else {
+            return Ok(Document {
+                v: VERSION,
+                credentials: BTreeMap::new(),
+            });
+        };
+        // serde_json's messages for a typed parse can quote content: name the position only.
+        let doc: Document = serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "credential store `{}` is corrupt (line {}, column {}): restore it from a backup or remove it",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })?;
+        if doc.v != VERSION {
+            bail!(
+                "credential store `{}` has version {}, this helper reads {VERSION}",
+                path.display(),
+                doc.v
+            );
+        }
+        Ok(doc)
+    }
+
+    fn modify<T>(&self, change: impl FnOnce(&mut Document) -> T) -> Result<T> {
+        fsutil::ensure_private_dir(&self.dir)?;
+        let _lock = fsutil::lock(&self.dir.join("store.lock"), LOCK_WAIT)?;
+        let mut doc = self.load()?;
+        let out = change(&mut doc);
+        let bytes = serde_json::to_vec_pretty(&doc).context("encoding the credential store")?;
+        fsutil::write_atomic(&self.path(), &bytes)?;
+        Ok(out)
+    }
+}
+
+impl SecretStore for FileStore {
+    fn get(&self, key: &str) -> Result<Option<Record>> {
+        Ok(self.load()?.credentials.remove(key))
+    }
+
+    fn put(&self, key: &str, record: &Record) -> Result<()> {
+        self.modify(|doc| {
+            doc.credentials.insert(key.to_string(), record.clone());
+        })
+    }
+
+    fn remove(&self, key: &str) -> Result<bool> {
+        if !self.load()?.credentials.contains_key(key) {
+            return Ok(false); // nothing to do: no write, no lock
+        }
+        self.modify(|doc| doc.credentials.remove(key).is_some())
+    }
+
+    fn list(&self) -> Result<BTreeMap<String, String>> {
+        Ok(self
+            .load()?
+            .credentials
+            .into_iter()
+            .map(|(k, r)| (k, r.username))
+            .collect())
+    }
+
+    fn name(&self) -> &'static str {
+        "file"
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use std::os::unix::fs::MetadataExt;
+
+    fn store(tag: &str) -> FileStore {
+        let dir =
+            std::env::temp_dir().join(format!("ibmcr-filestore-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        FileStore::new(dir)
+    }
+
+    fn rec(u: &str, s: &str) -> Record {
+        Record {
+            username: u.into(),
+            secret: Secret::new(s.into()),
+            stored_at: 1,
+        }
+    }
+
+    #[test]
+    fn round_trip_with_private_modes() {
+        let s = store("rt");
+        assert_eq!(s.get("a").unwrap(), None);
+        s.put("a", &rec("u", "p")).unwrap();
+        s.put("b", &rec("v", "q")).unwrap();
+        assert_eq!(s.get("a").unwrap(), Some(rec("u", "p")));
+        assert_eq!(
+            s.list().unwrap().into_iter().collect::<Vec<_>>(),
+            [("a".into(), "u".into()), ("b".into(), "v".into())]
+        );
+        assert!(s.remove("a").unwrap());
+        assert!(!s.remove("a").unwrap());
+        assert_eq!(std::fs::metadata(s.path()).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(&s.dir).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn garbage_is_an_error_and_is_never_overwritten() {
+        let s = store("garbage");
+        s.put("a", &rec("u", "canary-secret")).unwrap();
+        std::fs::write(
+            s.path(),
+            b"{\"v\":1,\"credentials\":{\"a\":{\"username\":\"u\",\"secret\":\"canary-sec",
+        )
+        .unwrap();
+        let before = std::fs::read(s.path()).unwrap();
+        let err = s.put("b", &rec("v", "q")).unwrap_err().to_string();
+        assert!(
+            err.contains("is corrupt") && !err.contains("canary"),
+            "{err}"
+        );
+        assert!(s.get("a").is_err());
+        assert_eq!(std::fs::read(s.path()).unwrap(), before);
+    }
+}

@@ -1,0 +1,172 @@
+//! The OS keyring (Secret Service, macOS Keychain, Windows Credential
+//! Manager) through the `keyring` crate: one entry per credential holding
+//! one JSON record, and a non-secret index (key → username) for `list`, so
+//! `list` never enumerates the keyring.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::{Record, SecretStore};
+use crate::fsutil;
+use crate::secret::Secret;
+
+/// The keyring service name of every entry.
+pub const KEYRING_SERVICE: &str = "docker-credential-ibmcr";
+const VERSION: u32 = 1;
+const LOCK_WAIT: Duration = Duration::from_secs(20);
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Entry {
+    v: u32,
+    #[serde(flatten)]
+    record: Record,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Index {
+    v: u32,
+    entries: BTreeMap<String, String>,
+}
+
+/// Credentials in the OS keyring; the index lives in the data dir.
+#[derive(Debug)]
+pub struct KeyringStore {
+    dir: PathBuf,
+}
+
+/// True when a keyring error means "no usable keyring here" rather than a
+/// failure of one operation. Decided by variant, never by message text.
+fn describe(e: &keyring::Error) -> String {
+    match e {
+        keyring::Error::NoEntry => "no such entry".into(),
+        keyring::Error::PlatformFailure(inner) => format!(
+            "keyring unavailable: {}",
+            crate::log::one_line(&inner.to_string())
+        ),
+        keyring::Error::NoStorageAccess(inner) => {
+            format!(
+                "keyring locked or access refused: {}",
+                crate::log::one_line(&inner.to_string())
+            )
+        }
+        // Carries the secret's bytes: never format it.
+        keyring::Error::BadEncoding(_) => "keyring entry is not valid UTF-8".into(),
+        keyring::Error::TooLong(attr, max) => {
+            format!("keyring refused a value: {attr} is longer than {max}")
+        }
+        keyring::Error::Invalid(attr, why) => format!("keyring refused a value: {attr} {why}"),
+        keyring::Error::Ambiguous(_) => "several keyring entries match".into(),
+        _ => "keyring error".into(),
+    }
+}
+
+fn entry(key: &str) -> Result<keyring::Entry> {
+    keyring::Entry::new(KEYRING_SERVICE, key).map_err(|e| anyhow!("{}", describe(&e)))
+}
+
+/// Checks that a keyring is usable by a set and a delete (a get cannot
+/// tell a locked keyring from an empty one).
+pub fn probe() -> Result<()> {
+    let e = entry(&format!("ibmcr-probe-{}", std::process::id()))?;
+    e.set_password("probe")
+        .map_err(|e| anyhow!("{}", describe(&e)))?;
+    e.delete_credential()
+        .map_err(|e| anyhow!("{}", describe(&e)))?;
+    Ok(())
+}
+
+impl KeyringStore {
+    /// A keyring store whose index lives in `dir`.
+    pub fn new(dir: PathBuf) -> KeyringStore {
+        KeyringStore { dir }
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.dir.join("keyring-index.json")
+    }
+
+    fn load_index(&self) -> Result<Index> {
+        let path = self.index_path();
+        let Some(bytes) = fsutil::read_private(&path)? else {
+            return Ok(Index {
+                v: VERSION,
+                ..Index::default()
+            });
+        };
+        let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
+            anyhow!(
+                "keyring index `{}` is corrupt (line {}): remove it; the keyring entries stay",
+                path.display(),
+                e.line()
+            )
+        })?;
+        Ok(index)
+    }
+
+    fn modify_index(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<()>,
+    ) -> Result<()> {
+        fsutil::ensure_private_dir(&self.dir)?;
+        let _lock = fsutil::lock(&self.dir.join("store.lock"), LOCK_WAIT)?;
+        let mut index = self.load_index()?;
+        change(&mut index.entries)?;
+        index.v = VERSION;
+        fsutil::write_atomic(&self.index_path(), &serde_json::to_vec_pretty(&index)?)
+    }
+}
+
+impl SecretStore for KeyringStore {
+    fn get(&self, key: &str) -> Result<Option<Record>> {
+        let password = match entry(key)?.get_password() {
+            Ok(p) => p,
+            Err(keyring::Error::NoEntry) => return Ok(None),
+            Err(e) => bail!("reading `{key}` from the keyring: {}", describe(&e)),
+        };
+        let entry: Entry = serde_json::from_str(&password).map_err(|_| {
+            anyhow!("keyring entry for `{key}` is not a docker-credential-ibmcr record")
+        })?;
+        Ok(Some(entry.record))
+    }
+
+    fn put(&self, key: &str, record: &Record) -> Result<()> {
+        let json = serde_json::to_string(&Entry {
+            v: VERSION,
+            record: record.clone(),
+        })?;
+        let secret = Secret::new(json);
+        self.modify_index(|entries| {
+            entry(key)?
+                .set_password(secret.expose())
+                .map_err(|e| anyhow!("storing `{key}` in the keyring: {}", describe(&e)))?;
+            entries.insert(key.to_string(), record.username.clone());
+            Ok(())
+        })
+    }
+
+    fn remove(&self, key: &str) -> Result<bool> {
+        let mut removed = false;
+        self.modify_index(|entries| {
+            removed = entries.remove(key).is_some();
+            match entry(key)?.delete_credential() {
+                Ok(()) => removed = true,
+                Err(keyring::Error::NoEntry) => {}
+                Err(e) => bail!("removing `{key}` from the keyring: {}", describe(&e)),
+            }
+            Ok(())
+        })
+        .with_context(|| format!("erasing `{key}`"))?;
+        Ok(removed)
+    }
+
+    fn list(&self) -> Result<BTreeMap<String, String>> {
+        Ok(self.load_index()?.entries)
+    }
+
+    fn name(&self) -> &'static str {
+        "keyring"
+    }
+}
