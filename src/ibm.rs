@@ -294,7 +294,11 @@ impl<'a> Minting<'a> {
     /// Registry API base: `IBMCLOUD_CR_API_ENDPOINT`, else `https://<host>`.
     fn api_endpoint(&self) -> Result<Endpoint> {
         let url = match &self.env.cr_endpoint {
-            Some(url) => url.clone(),
+            // `ibmcloud cr api` prints the base with `/api`; the paths add it again.
+            Some(url) => url
+                .trim_end_matches('/')
+                .trim_end_matches("/api")
+                .to_string(),
             None => format!("https://{}", self.host.name()),
         };
         Endpoint::parse(&url)

@@ -270,7 +270,6 @@ impl Minter {
             percent_encode(APIKEY_GRANT),
             percent_encode(api_key.expose())
         );
-        // log: "requesting an IAM token from {call.url}"
         let reply = self.send(iam, &call, Retry::Transient, |client| {
             client
                 .post(&call.url)
@@ -278,7 +277,7 @@ impl Minter {
                 .header(ACCEPT, "application/json")
                 .body(body.clone())
         })?;
-        // log: "IAM answered {reply.status}"
+        crate::debug!("mint", "{} answered {}", call.url, reply.status);
         if !reply.status.is_success() {
             return Err(call.fail(status_error(&reply, &call)));
         }
@@ -309,7 +308,6 @@ impl Minter {
             percent_encode(description)
         );
         let (authorization, account) = registry_headers(&call, access_token, account)?;
-        // log: "creating a registry token at {call.url} (write={write})"
         let reply = self.send(api, &call, Retry::ConnectOnly, |client| {
             client
                 .post(&url)
@@ -318,7 +316,7 @@ impl Minter {
                 .header(ACCEPT, "application/json")
                 .body(Vec::new())
         })?;
-        // log: "the registry answered {reply.status}"
+        crate::debug!("mint", "{} answered {}", call.url, reply.status);
         let status = reply.status;
         if status == StatusCode::OK || status == StatusCode::CREATED {
             return parse_registry_token(&reply.body)
@@ -354,7 +352,6 @@ impl Minter {
             secret: access_token.expose(),
         };
         let (authorization, account) = registry_headers(&call, access_token, account)?;
-        // log: "deleting registry token {id} at {call.url}"
         let reply = self.send(api, &call, Retry::ConnectOnly, |client| {
             client
                 .delete(&call.url)
@@ -362,7 +359,7 @@ impl Minter {
                 .header("Account", account.clone())
                 .header(ACCEPT, "application/json")
         })?;
-        // log: "the registry answered {reply.status}"
+        crate::debug!("mint", "{} answered {}", call.url, reply.status);
         if reply.status.is_success() || reply.status == StatusCode::NOT_FOUND {
             return Ok(());
         }
@@ -425,10 +422,19 @@ impl Minter {
                     }
                     let wait = reply.retry_after.unwrap_or(RETRY_BACKOFF[attempt]);
                     if !fits(wait, deadline) {
-                        // log: "not retrying: the wait would pass the bound"
+                        crate::debug!(
+                            "mint",
+                            "not retrying {}: the wait would pass the bound",
+                            call.url
+                        );
                         return Ok(reply);
                     }
-                    // log: "{call.what} answered {reply.status}, retrying in {wait:?}"
+                    crate::debug!(
+                        "mint",
+                        "{} answered {}, retrying in {wait:?}",
+                        call.url,
+                        reply.status
+                    );
                     wait
                 }
                 Err(failure) => {
@@ -447,7 +453,7 @@ impl Minter {
                     if !fits(wait, deadline) {
                         return Err(call.fail(why));
                     }
-                    // log: "{call.what} failed ({why}), retrying in {wait:?}"
+                    crate::debug!("mint", "{} failed ({why}), retrying in {wait:?}", call.url);
                     wait
                 }
             };

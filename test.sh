@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command (see README.md): installs what the tests need, runs the
+# unit and integration tests inside a private Secret Service (so the
+# keyring tests never skip), then the end-to-end suite with real clients.
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/deps.sh
+scripts/with-secret-service.sh cargo test --locked
+e2e/run.sh

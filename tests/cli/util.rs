@@ -1,0 +1,224 @@
+//! A sandbox per test (its own HOME, data, cache and config dirs, a cleared
+//! environment) and a runner that shows everything when an assertion fails.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_docker-credential-ibmcr");
+
+/// One test's world.
+pub struct Sandbox {
+    /// Root of everything this test writes.
+    pub root: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+/// What a run printed.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// stdout, lossily decoded.
+    pub stdout: String,
+    /// stderr, lossily decoded.
+    pub stderr: String,
+    /// The command line, for failure messages.
+    pub what: String,
+}
+
+impl Output {
+    /// Asserts exit 0 and returns self.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "expected success\n{self}");
+        self
+    }
+
+    /// Asserts exit 1 and returns self.
+    #[track_caller]
+    pub fn fails(self) -> Self {
+        assert_eq!(self.code, 1, "expected exit 1\n{self}");
+        self
+    }
+
+    /// Asserts exact stdout bytes.
+    #[track_caller]
+    pub fn stdout_is(self, want: &str) -> Self {
+        assert_eq!(self.stdout, want, "stdout differs\n{self}");
+        self
+    }
+
+    /// Asserts exact stderr bytes.
+    #[track_caller]
+    pub fn stderr_is(self, want: &str) -> Self {
+        assert_eq!(self.stderr, want, "stderr differs\n{self}");
+        self
+    }
+
+    /// Asserts the not-found answer: exact text on stdout, nothing on stderr, exit 1.
+    #[track_caller]
+    pub fn not_found(self) -> Self {
+        self.fails()
+            .stdout_is("credentials not found in native keychain\n")
+            .stderr_is("")
+    }
+
+    /// Asserts a one-line error: exit 1, the same single line on stdout and
+    /// stderr, containing `part`.
+    #[track_caller]
+    pub fn error_line(self, part: &str) -> Self {
+        let s = self.fails();
+        assert!(
+            s.stdout.ends_with('\n') && s.stdout.matches('\n').count() == 1,
+            "one line\n{s}"
+        );
+        assert_eq!(s.stdout, s.stderr, "same line on stdout and stderr\n{s}");
+        assert!(
+            s.stdout.contains(part),
+            "error should contain {part:?}\n{s}"
+        );
+        s
+    }
+
+    /// Parses stdout as a `get` answer: (ServerURL, Username, Secret).
+    #[track_caller]
+    pub fn answer(&self) -> (String, String, String) {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e})\n{self}"));
+        let s = |k: &str| {
+            v[k].as_str()
+                .unwrap_or_else(|| panic!("no {k}\n{self}"))
+                .to_string()
+        };
+        (s("ServerURL"), s("Username"), s("Secret"))
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "command: {}\nexit: {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n---",
+            self.what, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Sandbox {
+    /// A fresh sandbox: `HOME` inside it, the file store, nothing inherited
+    /// but `PATH`.
+    pub fn new() -> Sandbox {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "cli-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("home")).unwrap();
+        let mut s = Sandbox {
+            root,
+            vars: Vec::new(),
+        };
+        s.set("HOME", s.root.join("home").to_str().unwrap());
+        let path = std::env::var("PATH").unwrap_or_default();
+        s.set("PATH", &path);
+        s.set("IBMCR_STORE", "file");
+        s
+    }
+
+    /// Sets an environment variable for every later run.
+    pub fn set(&mut self, key: &str, value: &str) -> &mut Self {
+        self.vars.retain(|(k, _)| k != key);
+        self.vars.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Removes an environment variable.
+    pub fn unset(&mut self, key: &str) -> &mut Self {
+        self.vars.retain(|(k, _)| k != key);
+        self
+    }
+
+    /// `$HOME`.
+    pub fn home(&self) -> PathBuf {
+        self.root.join("home")
+    }
+
+    /// The data dir (`~/.local/share/ibmcr`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.home().join(".local/share/ibmcr")
+    }
+
+    /// The cache dir (`~/.cache/ibmcr`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.home().join(".cache/ibmcr")
+    }
+
+    /// The file store.
+    pub fn store_file(&self) -> PathBuf {
+        self.data_dir().join("store.json")
+    }
+
+    /// The token cache.
+    pub fn cache_file(&self) -> PathBuf {
+        self.cache_dir().join("tokens.json")
+    }
+
+    /// A command for the binary with this sandbox's environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .args(args);
+        cmd
+    }
+
+    /// Runs the binary with `args`, feeding `stdin`.
+    pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the helper");
+        let mut pipe = child.stdin.take().unwrap();
+        let _ = pipe.write_all(stdin); // the helper may not read it (list)
+        drop(pipe);
+        let out = child.wait_with_output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            what: format!("{} {}", BIN, args.join(" ")),
+        }
+    }
+
+    /// `store` of a credential.
+    pub fn store(&self, server_url: &str, username: &str, secret: &str) -> Output {
+        let json =
+            serde_json::json!({"ServerURL": server_url, "Username": username, "Secret": secret});
+        self.run(&["store"], format!("{json}\n").as_bytes())
+    }
+
+    /// `get` of a server URL.
+    pub fn get(&self, server_url: &str) -> Output {
+        self.run(&["get"], server_url.as_bytes())
+    }
+
+    /// `erase` of a server URL.
+    pub fn erase(&self, server_url: &str) -> Output {
+        self.run(&["erase"], server_url.as_bytes())
+    }
+
+    /// `list`, with `unused` on stdin as docker sends it.
+    pub fn list(&self) -> Output {
+        self.run(&["list"], b"unused")
+    }
+}
