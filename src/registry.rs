@@ -270,6 +270,18 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_host_with_its_region() {
+        let readme = include_str!("../README.md");
+        for &(name, region, _) in HOSTS {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| {region} |")))
+                .unwrap_or_else(|| panic!("README has no row for {region}"));
+            assert!(row.contains(&format!("`{name}`")), "README row for {region} lacks {name}");
+        }
+    }
+
+    #[test]
     fn global_is_icr_io() {
         assert!(IbmHost::global().is_global());
         assert_eq!(IbmHost::parse("ICR.IO").unwrap(), IbmHost::global());
