@@ -27,6 +27,9 @@ TMO=${IBMCR_E2E_CLIENT_TIMEOUT:-120} # seconds: the bound on every client call
 PY=/usr/bin/python3                  # Debian's python, which has the docker modules
 
 say() { printf '# %s\n' "$*" >&2; }
+# bounded SECONDS CMD…: every client call has a bound. --foreground keeps CMD in the caller's
+# process group, so an interrupt reaches it and stopping a scenario's group stops it too.
+bounded() { timeout --foreground -k 5 "$@"; }
 die() {
   say "setup failed: $*"
   exit 1
@@ -338,7 +341,7 @@ start_dockerd() {
     --bridge none --iptables=false --ip-masq=false >"$T/logs/dockerd.log" 2>&1 </dev/null &
   PIDS+=($!)
   export DOCKER_HOST=unix://$d/docker.sock
-  wait_for 60 "dockerd" "$T/logs/dockerd.log" docker version
+  wait_for 60 "dockerd" "$T/logs/dockerd.log" bounded 10 docker version
 }
 
 containers_conf() { # root podman/buildah/skopeo, vfs storage, all state in $T
@@ -388,10 +391,10 @@ make_image() { # a one-layer OCI layout, written here; nothing is pulled from ou
   printf '{"imageLayoutVersion":"1.0.0"}' >"$d/oci/oci-layout"
   IMG_TAR=$d/hello.tar
   IMG=e2e/hello:1
-  skopeo copy -q "oci:$d/oci:1" "docker-archive:$IMG_TAR:$IMG" >"$T/logs/image.log" 2>&1 ||
+  bounded 120 skopeo copy -q "oci:$d/oci:1" "docker-archive:$IMG_TAR:$IMG" >"$T/logs/image.log" 2>&1 ||
     die "skopeo copy: $(cat "$T/logs/image.log")"
-  docker load -q -i "$IMG_TAR" >>"$T/logs/image.log" 2>&1 || die "docker load: $(cat "$T/logs/image.log")"
-  podman load -q -i "$IMG_TAR" >>"$T/logs/image.log" 2>&1 || die "podman load: $(cat "$T/logs/image.log")"
+  bounded 120 docker load -q -i "$IMG_TAR" >>"$T/logs/image.log" 2>&1 || die "docker load: $(cat "$T/logs/image.log")"
+  bounded 120 podman load -q -i "$IMG_TAR" >>"$T/logs/image.log" 2>&1 || die "podman load: $(cat "$T/logs/image.log")"
 }
 
 as_a_user() { # the environment every scenario runs in: a user's HOME, the helper on PATH
@@ -454,7 +457,7 @@ client() {
   shift
   printf '%s\n' "$name" >>"$CLIENTS"
   log "\$ ${*}"
-  timeout --foreground -k 5 "$TMO" "$@"
+  bounded "$TMO" "$@"
 }
 dk() {
   printf 'docker engine\n' >>"$CLIENTS"
@@ -466,11 +469,11 @@ sk() { client skopeo skopeo "$@"; }
 py_client() { # NAME SCRIPT ARGS…: Debian's python running SCRIPT; the log shows NAME and ARGS
   printf '%s\n' "$1" >>"$CLIENTS"
   log "\$ python3 ($1: ${2%%$'\n'*} …) ${*:3}"
-  timeout --foreground -k 5 "$TMO" "$PY" -c "$2" "${@:3}"
+  bounded "$TMO" "$PY" -c "$2" "${@:3}"
 }
 pydocker() { py_client docker-py "$@"; }
 pycreds() { py_client dockerpycreds "$@"; }
-helper() { timeout --foreground -k 5 30 docker-credential-ibmcr "$@"; }
+helper() { bounded 30 docker-credential-ibmcr "$@"; }
 # helper_get HOST: RC, HOUT (stdout), HERR (stderr) of `docker-credential-ibmcr get`
 helper_get() {
   local e=$T/tmp/helper.err
@@ -509,10 +512,10 @@ fresh_counts() { # zero the fake's stats and the offered log
 }
 
 # Images: a fresh local tag per scenario, nothing cached locally before a pull.
-dk_tag() { timeout 60 docker tag "$IMG" "$1"; }
-pm_tag() { timeout 60 podman tag "$IMG" "$1"; }
-dk_rmi() { timeout 60 docker rmi -f "$@" >/dev/null 2>&1 || true; }
-pm_rmi() { timeout 60 podman rmi -f "$@" >/dev/null 2>&1 || true; }
+dk_tag() { bounded 60 docker tag "$IMG" "$1"; }
+pm_tag() { bounded 60 podman tag "$IMG" "$1"; }
+dk_rmi() { bounded 60 docker rmi -f "$@" >/dev/null 2>&1 || true; }
+pm_rmi() { bounded 60 podman rmi -f "$@" >/dev/null 2>&1 || true; }
 cold_cache() { rm -f "$CACHE_FILE"; }
 sleep_until() { # EPOCH: sleep until that second has passed
   local now
@@ -636,13 +639,13 @@ main() {
 write_tested_with() {
   local f=$E2E_DIR/TESTED-WITH.md new=$T/TESTED-WITH.md c v
   declare -A ver=()
-  ver["docker CLI"]=$(docker version --format '{{.Client.Version}}' 2>/dev/null)
-  ver["docker engine"]=$(docker version --format '{{.Server.Version}}' 2>/dev/null)
-  ver[podman]=$(podman version --format '{{.Client.Version}}' 2>/dev/null)
-  ver[buildah]=$(buildah version --json 2>/dev/null | jq -r .version)
-  ver[skopeo]=$(skopeo --version 2>/dev/null | awk '{print $NF}')
-  ver[docker-py]=$($PY -c 'import docker; print(docker.__version__)' 2>/dev/null)
-  ver[dockerpycreds]=$($PY -c 'import importlib.metadata as m; print(m.version("docker-pycreds"))' 2>/dev/null)
+  ver["docker CLI"]=$(bounded 20 docker version --format '{{.Client.Version}}' 2>/dev/null)
+  ver["docker engine"]=$(bounded 20 docker version --format '{{.Server.Version}}' 2>/dev/null)
+  ver[podman]=$(bounded 20 podman version --format '{{.Client.Version}}' 2>/dev/null)
+  ver[buildah]=$(bounded 20 buildah version --json 2>/dev/null | jq -r .version)
+  ver[skopeo]=$(bounded 20 skopeo --version 2>/dev/null | awk '{print $NF}')
+  ver[docker-py]=$(bounded 20 $PY -c 'import docker; print(docker.__version__)' 2>/dev/null)
+  ver[dockerpycreds]=$(bounded 20 $PY -c 'import importlib.metadata as m; print(m.version("docker-pycreds"))' 2>/dev/null)
   {
     printf '# Tested with\n\n'
     # shellcheck disable=SC2016 # backquotes are Markdown

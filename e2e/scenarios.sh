@@ -71,7 +71,7 @@ scenario_configure() {
 
 # --- a: docker login once, then push/pull with minted bearer tokens only -----------------------
 scenario_a() {
-  local r=us.icr.io/e2e/a-docker:1
+  local r=us.icr.io/e2e/a-docker:1 sum
   login_key dk us.icr.io
   no_secret_in "config.json after docker login" "$DOCKER_CFG"
   fresh_counts
@@ -89,7 +89,13 @@ scenario_a() {
   expect_eq "dockerpycreds get: Username" "$(jq -r .Username <<<"$OUT" 2>/dev/null)" iambearer
   [ "$(jq -r .SecretSha256 <<<"$OUT" 2>/dev/null)" != "$(sha "$FAKE_KEY")" ] ||
     fail "dockerpycreds get answered the API key itself"
-  expect_eq "IAM mints for docker push/pull, docker-py pull/push" "$(fstat .iam_mints)" 1
+  # `docker login` with no flags gets the minted token and stores it back: the helper must absorb
+  # that store and keep the API key (decisions §4).
+  sum=$(sha256sum "$STORE_FILE")
+  expect_ok "docker login us.icr.io (no flags)" dk login us.icr.io
+  expect_eq "list after docker login with no flags" "$(listed us.icr.io)" iamapikey
+  expect_eq "store file after docker login with no flags (unchanged)" "$(sha256sum "$STORE_FILE")" "$sum"
+  expect_eq "IAM mints for docker push/pull, docker-py pull/push, docker login" "$(fstat .iam_mints)" 1
   expect_only_bearer "after the login"
   no_secret_in "config.json after push/pull" "$DOCKER_CFG"
   expect_ok "docker logout" dk logout us.icr.io
