@@ -322,7 +322,7 @@ http {
   }
 }
 EOF
-  ss -Hltn 'sport = :443' | grep -q . && die "port 443 is in use"
+  if (exec 3<>/dev/tcp/127.0.0.1/443) 2>/dev/null; then die "127.0.0.1:443 is in use"; fi
   nginx -t -q -c "$n/nginx.conf" -p "$n/" -e "$n/error.log" 2>"$T/logs/nginx-t.log" ||
     die "nginx config: $(cat "$T/logs/nginx-t.log")"
   nginx -c "$n/nginx.conf" -p "$n/" -e "$n/error.log" >"$T/logs/nginx.log" 2>&1 </dev/null &
