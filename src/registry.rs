@@ -277,7 +277,10 @@ mod tests {
                 .lines()
                 .find(|l| l.starts_with(&format!("| {region} |")))
                 .unwrap_or_else(|| panic!("README has no row for {region}"));
-            assert!(row.contains(&format!("`{name}`")), "README row for {region} lacks {name}");
+            assert!(
+                row.contains(&format!("`{name}`")),
+                "README row for {region} lacks {name}"
+            );
         }
     }
 
