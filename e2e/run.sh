@@ -212,6 +212,7 @@ install_trust() { # certs.d/<host>/ca.crt for the engine and for containers tool
         openssl x509 -in "$f" -noout -subject 2>/dev/null | grep -qF "$CA_CN" ||
           die "$f exists and is not this suite's CA; not touching it"
         say "replacing a stale $f"
+        CREATED+=("$dir")
       fi
       mkdir_tracked "$dir"
       cp "$T/tls/ca.crt" "$f"
@@ -322,7 +323,6 @@ http {
   }
 }
 EOF
-  if (exec 3<>/dev/tcp/127.0.0.1/443) 2>/dev/null; then die "127.0.0.1:443 is in use"; fi
   nginx -t -q -c "$n/nginx.conf" -p "$n/" -e "$n/error.log" 2>"$T/logs/nginx-t.log" ||
     die "nginx config: $(cat "$T/logs/nginx-t.log")"
   nginx -c "$n/nginx.conf" -p "$n/" -e "$n/error.log" >"$T/logs/nginx.log" 2>&1 </dev/null &
@@ -598,6 +598,11 @@ main() {
   start=$(date +%s)
   install_packages
   build_binaries
+  # Checked before anything is touched: while another run (or the nginx of a run killed with
+  # SIGKILL) holds the port, its hosts block and certs.d entries are not stale.
+  if (exec 3<>/dev/tcp/127.0.0.1/443) 2>/dev/null; then
+    die "127.0.0.1:443 is in use (another e2e run? leftovers name /tmp/ibmcr-e2e.* in their command line)"
+  fi
   T=$(mktemp -d /tmp/ibmcr-e2e.XXXXXX)
   chmod 755 "$T"
   mkdir -p "$T/logs"
