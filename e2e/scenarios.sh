@@ -277,6 +277,7 @@ scenario_e() {
   expect_fail "docker-py pull (wrong key in env)" pydocker "$PY_PULL" de.icr.io/e2e/e-wrong 1
   expect_in "docker-py pull output" "$OUT" BXNIM0415E
   expect_not_in "docker-py pull output" "$OUT" "$bad" "the key"
+  stats_line
   expect_eq "IAM mints" "$(fstat .iam_mints)" 0
   expect_ge "IAM failures" "$(fstat .iam_failures)" 1
   expect_eq "list (nothing stored)" "$(helper list | jq -c .)" "{}"
@@ -360,6 +361,7 @@ scenario_g() {
   expect_fail "docker pull after logout" dk pull "$r"
   expect_fail "skopeo inspect after logout" sk inspect "docker://$r"
   [[ "$OUT" == *401* || "$OUT" == *nauthorized* ]] || fail "skopeo inspect after logout: no 401 in: $(short "$OUT")"
+  stats_line
   expect_eq "registry requests accepted after logout" "$(fstat .registry_auth_ok)" 0
   expect_ge "registry requests refused after logout" "$(fstat .registry_auth_denied)" 1
   # podman: login, logout, refused, and logout when not logged in exits cleanly (testbed §4: 4.3.1
@@ -452,6 +454,7 @@ scenario_i() {
   pm_rmi "$r"
   expect_fail "podman pull with IAM at 500" pm pull "$r"
   expect_in "podman pull output" "$OUT" "$line"
+  stats_line
   expect_eq "IAM mints while IAM answers 500" "$(fstat .iam_mints)" 0
   expect_eq "the stored API key (store file unchanged)" "$(sha256sum "$STORE_FILE")" "$sum"
   expect_eq "list while IAM is down" "$(listed us.icr.io)" iamapikey
