@@ -285,8 +285,7 @@ scenario_e() {
   expect_eq "files under HOME holding the wrong key" "$hits" ""
   unset IBMCLOUD_API_KEY
   # 2. Stored by hand through the protocol, as `docker login` without an engine check would.
-  printf '{"ServerURL":"de.icr.io","Username":"iamapikey","Secret":"%s"}\n' "$bad2" | helper store ||
-    fail "store of a wrong key"
+  helper_store de.icr.io iamapikey "$bad2" || fail "store of a wrong key"
   pm_tag "$r"
   expect_fail "podman push (wrong key stored)" pm push "$r"
   expect_in "podman push output" "$OUT" BXNIM0415E
