@@ -216,7 +216,7 @@ install_trust() { # certs.d/<host>/ca.crt for the engine and for containers tool
       fi
       mkdir_tracked "$dir"
       cp "$T/tls/ca.crt" "$f"
-      [[ " ${CREATED[*]} " == *" $f "* ]] || CREATED+=("$f")
+      CREATED+=("$f")
     done
   done
 }
