@@ -156,40 +156,42 @@ fn lock_path(dir: &Path) -> PathBuf {
 }
 
 impl Cache {
-    /// Reads the cache. A missing, unreadable or corrupt cache is an empty
-    /// one (it holds nothing that cannot be minted again), with a debug line;
-    /// it is replaced on the next write.
-    pub fn load(dir: &Path) -> Cache {
+    /// Reads the cache. A missing or corrupt cache is an empty one (it holds
+    /// nothing that cannot be minted again), with a debug line; it is
+    /// replaced on the next write. A cache others can read is refused.
+    pub fn load(dir: &Path) -> Result<Cache> {
         let file = path(dir);
-        match fsutil::read_private(&file) {
-            Ok(None) => Cache::default(),
-            Ok(Some(bytes)) => match serde_json::from_slice::<Cache>(&bytes) {
-                Ok(cache) if cache.v == VERSION => cache,
-                Ok(cache) => {
-                    debug!(
-                        "cache",
-                        "ignoring `{}`: version {}",
-                        file.display(),
-                        cache.v
-                    );
-                    Cache::default()
-                }
-                Err(e) => {
-                    debug!(
-                        "cache",
-                        "ignoring corrupt `{}` (line {}, column {})",
-                        file.display(),
-                        e.line(),
-                        e.column()
-                    );
-                    Cache::default()
-                }
-            },
+        let bytes = match fsutil::read_private(&file) {
+            Ok(None) => return Ok(Cache::default()),
+            Ok(Some(bytes)) => bytes,
+            Err(e) if e.is::<fsutil::LooseMode>() => return Err(e),
             Err(e) => {
                 debug!("cache", "ignoring `{}`: {e:#}", file.display());
+                return Ok(Cache::default());
+            }
+        };
+        Ok(match serde_json::from_slice::<Cache>(&bytes) {
+            Ok(cache) if cache.v == VERSION => cache,
+            Ok(cache) => {
+                debug!(
+                    "cache",
+                    "ignoring `{}`: version {}",
+                    file.display(),
+                    cache.v
+                );
                 Cache::default()
             }
-        }
+            Err(e) => {
+                debug!(
+                    "cache",
+                    "ignoring corrupt `{}` (line {}, column {})",
+                    file.display(),
+                    e.line(),
+                    e.column()
+                );
+                Cache::default()
+            }
+        })
     }
 
     /// Writes the cache atomically (dropping what expired).
@@ -243,12 +245,16 @@ impl Cache {
 /// dir cannot be written, runs `change` on an unsaved copy: the answer is
 /// still given, just not cached.
 pub fn with_locked<T>(dir: &Path, now: u64, change: impl FnOnce(&mut Cache) -> T) -> Result<T> {
-    if let Err(e) = fsutil::ensure_private_dir(dir) {
-        debug!("cache", "not caching: {e:#}");
-        return Ok(change(&mut Cache::load(dir)));
+    match fsutil::ensure_private_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.is::<fsutil::LooseMode>() => return Err(e),
+        Err(e) => {
+            debug!("cache", "not caching: {e:#}");
+            return Ok(change(&mut Cache::load(dir)?));
+        }
     }
     let _guard = fsutil::lock(&lock_path(dir), LOCK_WAIT)?;
-    let mut cache = Cache::load(dir);
+    let mut cache = Cache::load(dir)?;
     let before = cache.clone();
     let out = change(&mut cache);
     if cache != before {

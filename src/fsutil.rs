@@ -29,18 +29,41 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     )
 }
 
-/// Refuses a file or directory that group or others can access, naming the
-/// `chmod` that fixes it, as OpenSSH does.
+/// A file or directory that group or others can access: refused, with the
+/// `chmod` that fixes it, as OpenSSH does. A type of its own so callers can
+/// tell it from "cannot write here".
+#[derive(Debug)]
+pub struct LooseMode {
+    path: PathBuf,
+    mode: u32,
+    dir: bool,
+}
+
+impl std::fmt::Display for LooseMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let want = if self.dir { "700" } else { "600" };
+        let path = self.path.display();
+        write!(
+            f,
+            "`{path}` is accessible by others (mode {:04o}): run `chmod {want} {path}`",
+            self.mode
+        )
+    }
+}
+
+impl std::error::Error for LooseMode {}
+
+/// Refuses a file or directory that group or others can access ([`LooseMode`]).
 #[cfg(unix)]
 pub fn check_mode(path: &Path, meta: &fs::Metadata) -> Result<()> {
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
-        let want = if meta.is_dir() { "700" } else { "600" };
-        bail!(
-            "`{}` is accessible by others (mode {mode:04o}): run `chmod {want} {}`",
-            path.display(),
-            path.display()
-        );
+        return Err(LooseMode {
+            path: path.to_path_buf(),
+            mode,
+            dir: meta.is_dir(),
+        }
+        .into());
     }
     Ok(())
 }

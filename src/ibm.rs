@@ -64,7 +64,7 @@ pub fn get(env: &Env, host: IbmHost, now: u64) -> Result<Answer, Error> {
     let settings = Settings::load(&dirs.config)?;
     let mode = settings.mode(env, host);
 
-    if let Some(answer) = cached(&Cache::load(&dirs.cache), env, host, mode, now) {
+    if let Some(answer) = cached(&Cache::load(&dirs.cache)?, env, host, mode, now) {
         debug!("get", "{host}: answered from the token cache");
         return Ok(answer);
     }
@@ -174,7 +174,7 @@ fn read(store: &Option<Box<dyn SecretStore>>, key: &str) -> Result<Option<Record
 /// answer back: it must not replace the API key it was minted from).
 pub fn store(env: &Env, host: IbmHost, creds: Credentials, now: u64) -> Result<(), Error> {
     let dirs = env.dirs()?;
-    if Cache::load(&dirs.cache).holds(&creds.secret) {
+    if Cache::load(&dirs.cache)?.holds(&creds.secret) {
         debug!(
             "store",
             "{host}: absorbed a credential this helper minted; nothing changes"
@@ -563,7 +563,7 @@ impl<'a> Minting<'a> {
             .rsplit_once('|')
             .ok_or_else(|| anyhow!("malformed cache key"))?;
         let api = Endpoint::parse(api)?;
-        let cache = Cache::load(&self.dir);
+        let cache = Cache::load(&self.dir)?;
         let (access, account) = match cache
             .iam
             .get(tkey)

@@ -629,3 +629,29 @@ fn canaries_never_leak_on_minting_paths() {
         }
     }
 }
+
+#[test]
+fn a_token_cache_others_can_read_is_refused_not_repaired() {
+    // decisions §2: looser modes are refused with the chmod that fixes them
+    use std::os::unix::fs::PermissionsExt;
+    let (fake, s) = setup(Config::default());
+    s.store("us.icr.io", "iamapikey", KEY).ok();
+    bearer(&s.get("us.icr.io").ok(), "us.icr.io");
+    std::fs::set_permissions(s.cache_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = s.get("us.icr.io").error_line("chmod 600");
+    assert!(out.stdout.contains("tokens.json"), "{out}");
+    assert_eq!(
+        std::fs::metadata(s.cache_file())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o644
+    );
+    std::fs::set_permissions(s.cache_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(s.cache_dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    s.get("us.icr.io").ok(); // a fresh cached answer: the dir is not written
+    age_tokens(&s, 3600, -1);
+    s.get("us.icr.io").error_line("chmod 700");
+    assert_eq!(fake.count("POST", IAM), 1, "refused before minting");
+}
