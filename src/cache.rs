@@ -231,6 +231,23 @@ impl Cache {
             .any(|m| &m.token == secret)
     }
 
+    /// The failure of a mint for `key` within the last [`FAILURE_TTL`] seconds,
+    /// answered to waiters instead of asking again.
+    pub fn recent_failure(&self, key: &str, now: u64) -> Option<anyhow::Error> {
+        let failure = self.failures.get(key).filter(|f| f.until > now)?;
+        Some(anyhow::anyhow!("{}", failure.message))
+    }
+
+    /// Remembers that a mint for `key` failed with `error`.
+    pub fn record_failure(&mut self, key: &str, error: &anyhow::Error, now: u64) {
+        let message = crate::log::one_line(&format!("{error:#}"));
+        let failure = Failure {
+            message,
+            until: now + FAILURE_TTL,
+        };
+        self.failures.insert(key.to_string(), failure);
+    }
+
     /// Forgets how `host` is answered; for `icr.io`, also every host answered
     /// with a key that was not its own (the global key may now differ).
     pub fn invalidate(&mut self, host: &str, global: bool) {

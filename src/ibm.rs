@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Result};
 
-use crate::cache::{self, Cache, Failure, Freshness, HostEntry, KeySource, Minted, TokenRef};
+use crate::cache::{self, Cache, Freshness, HostEntry, KeySource, Minted, TokenRef};
 use crate::config::Settings;
 use crate::env::{Env, Mode, TokenAccess};
 use crate::mint::{Created, Endpoint, Minter};
@@ -352,13 +352,13 @@ impl<'a> Minting<'a> {
             );
             return Ok(held.expect("checked above"));
         }
-        if let Some(failure) = cache.failures.get(tkey).filter(|f| f.until > now) {
+        if let Some(failure) = cache.recent_failure(tkey, now) {
             debug!(
                 "mint",
-                "{host}: a mint failed {}s ago; answering that failure",
-                now + cache::FAILURE_TTL - failure.until
+                "{host}: a mint failed within {}s; answering that failure",
+                cache::FAILURE_TTL
             );
-            return Err(anyhow!("{}", failure.message));
+            return Err(failure);
         }
         let reason = match freshness {
             None => "none cached",
@@ -399,14 +399,7 @@ impl<'a> Minting<'a> {
                     Ok(m)
                 }
                 None => {
-                    let message = log::one_line(&format!("{e:#}"));
-                    cache.failures.insert(
-                        tkey.to_string(),
-                        Failure {
-                            message,
-                            until: now + cache::FAILURE_TTL,
-                        },
-                    );
+                    cache.record_failure(tkey, &e, now);
                     Err(e)
                 }
             },
@@ -471,8 +464,8 @@ impl<'a> Minting<'a> {
                     secret: token,
                 });
             }
-            if let Some(failure) = cache.failures.get(&rkey).filter(|f| f.until > now) {
-                return Err(anyhow!("{}", failure.message));
+            if let Some(failure) = cache.recent_failure(&rkey, now) {
+                return Err(failure);
             }
             let iam_token = self.iam_token(cache, &iam, &tkey, key)?;
             let account = iam_token.account.clone().ok_or_else(|| {
@@ -533,14 +526,7 @@ impl<'a> Minting<'a> {
                     Ok(bearer(cache, iam_token.token))
                 }
                 Err(e) => {
-                    let message = log::one_line(&format!("{e:#}"));
-                    cache.failures.insert(
-                        rkey.clone(),
-                        Failure {
-                            message,
-                            until: now + cache::FAILURE_TTL,
-                        },
-                    );
+                    cache.record_failure(&rkey, &e, now);
                     Err(e)
                 }
             }
