@@ -11,3 +11,18 @@ mod util;
 
 /// IBM hosts minted against the fake IBM API (issue 3).
 mod mint;
+
+/// The credential-helper protocol, byte for byte (issue 2.1).
+mod protocol;
+
+/// Hosts, IBM credentials as stored, and the file store (issue 2.2–2.4).
+mod store;
+
+/// Canary secrets never leak (issue 2.5).
+mod redaction;
+
+/// A real client: Python's dockerpycreds and docker-py (issue 2.8).
+mod python;
+
+/// The keyring store against a real Secret Service (issue 2.3, 2.8).
+mod keyring;

@@ -222,3 +222,108 @@ impl Sandbox {
         self.run(&["list"], b"unused")
     }
 }
+
+// ---------------------------------------------------------------------------
+// Added for protocol.rs, store.rs, redaction.rs, python.rs and keyring.rs:
+// running other programs (real clients, `sh`) in a sandbox, and the exact
+// bytes a Go helper writes.
+
+impl Sandbox {
+    /// A command for another program (a real client, `sh`) with this
+    /// sandbox's environment.
+    pub fn program(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .args(args);
+        cmd
+    }
+
+    /// The value a variable has for this sandbox's runs.
+    pub fn var(&self, key: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Runs `cmd`, feeding `stdin` and then closing it, and captures everything.
+pub fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
+    let what = format!(
+        "{} {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let mut pipe = child.stdin.take().unwrap();
+    let _ = pipe.write_all(stdin);
+    drop(pipe);
+    let out = child.wait_with_output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        what,
+    }
+}
+
+/// `s` as Go's `encoding/json` writes a string with HTML escaping on
+/// (`<`, `>`, `&`, U+2028, U+2029 and control characters as `\u00XX`).
+pub fn go_json(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The exact bytes of a Go helper's `get` answer.
+pub fn go_answer(server_url: &str, username: &str, secret: &str) -> String {
+    format!(
+        "{{\"ServerURL\":{},\"Username\":{},\"Secret\":{}}}\n",
+        go_json(server_url),
+        go_json(username),
+        go_json(secret)
+    )
+}
+
+/// The exact bytes of a Go helper's `list` answer (keys sorted bytewise).
+pub fn go_list(entries: &[(&str, &str)]) -> String {
+    let mut sorted = entries.to_vec();
+    sorted.sort();
+    let body: Vec<String> = sorted
+        .iter()
+        .map(|(k, u)| format!("{}:{}", go_json(k), go_json(u)))
+        .collect();
+    format!("{{{}}}\n", body.join(","))
+}
+
+/// The permission bits of `path`.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .mode()
+        & 0o777
+}
