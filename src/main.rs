@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Ok(action) => action,
         Err(bad) => {
             let _ = protocol::write_line(&mut stdout, &bad.to_string());
+            log::say(&bad.to_string()); // an error: stderr too (decisions §1)
             return ExitCode::FAILURE;
         }
     };
