@@ -170,14 +170,16 @@ pub fn parse_server_url(input: &[u8]) -> Result<String, Error> {
 /// case-insensitively, unknown keys and bytes after the first value are
 /// ignored, `null` leaves a field empty. ServerURL is checked before Username.
 pub fn parse_store(input: &[u8]) -> Result<Credentials, Error> {
-    let value = serde_json::Deserializer::from_slice(input)
-        .into_iter::<Value>()
+    // Go decodes invalid UTF-8 inside strings as U+FFFD rather than failing.
+    let text = String::from_utf8_lossy(input);
+    let top = serde_json::Deserializer::from_str(&text)
+        .into_iter::<TopLevel>()
         .next()
-        .unwrap_or_else(|| Err(serde_json::from_slice::<Value>(b"").unwrap_err()));
+        .unwrap_or_else(|| Err(serde::de::Error::custom("EOF while parsing a value")));
     // serde_json's syntax errors name positions, never content.
-    let value = value
-        .map_err(|e| Error::Other(anyhow::anyhow!("malformed credentials JSON on stdin: {e}")))?;
-    let Value::Object(map) = value else {
+    let top =
+        top.map_err(|e| Error::Other(anyhow::anyhow!("malformed credentials JSON on stdin: {e}")))?;
+    let TopLevel::Object(map) = top else {
         return Err(Error::Other(anyhow::anyhow!(
             "malformed credentials JSON on stdin: expected an object with ServerURL, Username and Secret"
         )));
@@ -211,6 +213,68 @@ pub fn parse_store(input: &[u8]) -> Result<Credentials, Error> {
         username,
         secret: Secret::new(secret),
     })
+}
+
+/// The first JSON value on stdin: an object's members in input order (Go
+/// assigns fields as it meets keys, so with repeated keys the last one
+/// wins), or something else.
+enum TopLevel {
+    Object(Vec<(String, Value)>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TopLevel, D::Error> {
+        d.deserialize_any(TopLevelVisitor)
+    }
+}
+
+struct TopLevelVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = map.next_entry::<String, Value>()? {
+            members.push(member);
+        }
+        Ok(TopLevel::Object(members))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    /// Go decodes `null` into a struct as a no-op: all fields stay empty.
+    fn visit_unit<E>(self) -> Result<TopLevel, E> {
+        Ok(TopLevel::Object(Vec::new()))
+    }
 }
 
 /// Writes `get`'s answer: `{"ServerURL":…,"Username":…,"Secret":…}` + `\n`,
