@@ -144,7 +144,15 @@ pub struct Cache {
     /// `<api base>|<fingerprint>` → Unix seconds until which creation counts as refused.
     #[serde(default)]
     pub refused: BTreeMap<String, u64>,
+    /// Host (or `*` for every host) → how often its stored credential changed.
+    /// A `get` remembers a host only if no `store` or `erase` ran since it
+    /// read the store.
+    #[serde(default)]
+    pub epochs: BTreeMap<String, u64>,
 }
+
+/// A host's [`Cache::epoch`].
+pub type Epoch = (u64, u64);
 
 /// The cache file in `dir`.
 pub fn path(dir: &Path) -> PathBuf {
@@ -252,9 +260,22 @@ impl Cache {
     /// with a key that was not its own (the global key may now differ).
     pub fn invalidate(&mut self, host: &str, global: bool) {
         self.hosts.remove(host);
+        *self.epochs.entry(host.to_string()).or_default() += 1;
         if global {
             self.hosts.retain(|_, h| h.source == KeySource::Host);
+            *self.epochs.entry("*".to_string()).or_default() += 1;
         }
+    }
+
+    /// How often `host`'s credentials (or the global ones) changed.
+    pub fn epoch(&self, host: &str) -> Epoch {
+        let count = |k: &str| self.epochs.get(k).copied().unwrap_or(0);
+        (count(host), count("*"))
+    }
+
+    /// True while a refusal of registry-token creation is remembered.
+    pub fn refused(&self, key: &str, now: u64) -> bool {
+        self.refused.get(key).is_some_and(|until| *until > now)
     }
 }
 
@@ -262,15 +283,16 @@ impl Cache {
 /// dir cannot be written, runs `change` on an unsaved copy: the answer is
 /// still given, just not cached.
 pub fn with_locked<T>(dir: &Path, now: u64, change: impl FnOnce(&mut Cache) -> T) -> Result<T> {
-    match fsutil::ensure_private_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.is::<fsutil::LooseMode>() => return Err(e),
+    let locked =
+        fsutil::ensure_private_dir(dir).and_then(|()| fsutil::lock(&lock_path(dir), LOCK_WAIT));
+    let _guard = match locked {
+        Ok(guard) => guard,
+        Err(e) if e.is::<fsutil::LooseMode>() || e.is::<fsutil::LockTimeout>() => return Err(e),
         Err(e) => {
             debug!("cache", "not caching: {e:#}");
             return Ok(change(&mut Cache::load(dir)?));
         }
-    }
-    let _guard = fsutil::lock(&lock_path(dir), LOCK_WAIT)?;
+    };
     let mut cache = Cache::load(dir)?;
     let before = cache.clone();
     let out = change(&mut cache);
@@ -335,7 +357,16 @@ mod tests {
             "uk.icr.io".into(),
             entry(KeySource::Env("IC_API_KEY".into())),
         );
+        let before = c.epoch("us.icr.io");
         c.invalidate("icr.io", true);
         assert_eq!(c.hosts.keys().collect::<Vec<_>>(), ["de.icr.io"]);
+        assert_ne!(
+            c.epoch("us.icr.io"),
+            before,
+            "a get that read the old key must not cache"
+        );
+        let de = c.epoch("de.icr.io");
+        c.invalidate("us.icr.io", false);
+        assert_eq!(c.epoch("de.icr.io"), de);
     }
 }

@@ -58,19 +58,21 @@ impl Settings {
     }
 
     /// The mode for `host`: `IBMCR_MODE`, else the host's, else the file's, else bearer.
-    pub fn mode(&self, env: &Env, host: IbmHost) -> Mode {
-        env.mode
+    pub fn mode(&self, env: &Env, host: IbmHost) -> Result<Mode> {
+        Ok(env
+            .mode()?
             .or_else(|| self.hosts.get(host.name()).and_then(|h| h.mode))
             .or(self.mode)
-            .unwrap_or(Mode::Bearer)
+            .unwrap_or(Mode::Bearer))
     }
 
     /// Access of registry tokens for `host`: `IBMCR_TOKEN_ACCESS`, else the host's, else the file's, else read-write.
-    pub fn token_access(&self, env: &Env, host: IbmHost) -> TokenAccess {
-        env.token_access
+    pub fn token_access(&self, env: &Env, host: IbmHost) -> Result<TokenAccess> {
+        Ok(env
+            .token_access()?
             .or_else(|| self.hosts.get(host.name()).and_then(|h| h.token_access))
             .or(self.token_access)
-            .unwrap_or(TokenAccess::ReadWrite)
+            .unwrap_or(TokenAccess::ReadWrite))
     }
 }
 
@@ -87,14 +89,14 @@ mod tests {
         let us = IbmHost::lookup("us.icr.io").unwrap();
         let de = IbmHost::lookup("de.icr.io").unwrap();
         let none = Env::from_lookup(|_| None, false).unwrap();
-        assert_eq!(s.mode(&none, us), Mode::RegistryToken);
-        assert_eq!(s.mode(&none, de), Mode::ApiKey);
-        assert_eq!(s.token_access(&none, us), TokenAccess::ReadOnly);
-        assert_eq!(s.token_access(&none, de), TokenAccess::ReadWrite);
+        assert_eq!(s.mode(&none, us).unwrap(), Mode::RegistryToken);
+        assert_eq!(s.mode(&none, de).unwrap(), Mode::ApiKey);
+        assert_eq!(s.token_access(&none, us).unwrap(), TokenAccess::ReadOnly);
+        assert_eq!(s.token_access(&none, de).unwrap(), TokenAccess::ReadWrite);
         let forced =
             Env::from_lookup(|n| (n == "IBMCR_MODE").then(|| "bearer".into()), false).unwrap();
-        assert_eq!(s.mode(&forced, us), Mode::Bearer);
-        assert_eq!(Settings::default().mode(&none, us), Mode::Bearer);
+        assert_eq!(s.mode(&forced, us).unwrap(), Mode::Bearer);
+        assert_eq!(Settings::default().mode(&none, us).unwrap(), Mode::Bearer);
         assert!(serde_json::from_str::<Settings>(r#"{"mode":"fast"}"#).is_err());
     }
 }

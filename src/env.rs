@@ -127,15 +127,20 @@ pub struct Dirs {
     pub config: PathBuf,
 }
 
+/// A setting that only matters for IBM hosts: a bad value must not break
+/// `get` for Docker Hub (docker v29 aborts a pull when the helper errors),
+/// so it is kept as its error line until someone asks for it.
+type Setting<T> = std::result::Result<Option<T>, String>;
+
 /// The environment as the helper sees it.
 #[derive(Clone, Debug)]
 pub struct Env {
     /// `IBMCR_STORE`.
     pub store: StoreChoice,
-    /// `IBMCR_MODE`, when set.
-    pub mode: Option<Mode>,
-    /// `IBMCR_TOKEN_ACCESS`, when set.
-    pub token_access: Option<TokenAccess>,
+    /// `IBMCR_MODE`, when set; an invalid value is an error only where a mode is needed.
+    mode: Setting<Mode>,
+    /// `IBMCR_TOKEN_ACCESS`, likewise.
+    token_access: Setting<TokenAccess>,
     /// `IBMCR_LOG=debug`.
     pub debug: bool,
     /// `IBMCLOUD_API_KEY`, else `IC_API_KEY`.
@@ -193,29 +198,27 @@ impl Env {
                 clean(other)
             ),
         };
-        let mode = match text(IBMCR_MODE)? {
-            None => None,
-            Some(v) => Some(Mode::parse(&v).with_context(|| {
+        let mode = text(IBMCR_MODE)?.map_or(Ok(None), |v| {
+            Mode::parse(&v).map(Some).ok_or_else(|| {
                 format!(
                     "{IBMCR_MODE} must be bearer, apikey or registry-token, not `{}`",
                     clean(&v)
                 )
-            })?),
-        };
-        let token_access = match text(IBMCR_TOKEN_ACCESS)? {
-            None => None,
-            Some(v) => Some(TokenAccess::parse(&v).with_context(|| {
+            })
+        });
+        let token_access = text(IBMCR_TOKEN_ACCESS)?.map_or(Ok(None), |v| {
+            TokenAccess::parse(&v).map(Some).ok_or_else(|| {
                 format!(
                     "{IBMCR_TOKEN_ACCESS} must be readwrite or readonly, not `{}`",
                     clean(&v)
                 )
-            })?),
-        };
-        let debug = match text(IBMCR_LOG)?.as_deref() {
-            None | Some("off") | Some("error") | Some("warn") | Some("info") => false,
-            Some("debug") | Some("trace") => true,
-            Some(other) => bail!("{IBMCR_LOG} must be debug or off, not `{}`", clean(other)),
-        };
+            })
+        });
+        // Diagnostics never fail a request: anything but a clear "on" is off.
+        let debug = matches!(
+            text(IBMCR_LOG).ok().flatten().as_deref(),
+            Some("debug" | "trace" | "1" | "true" | "yes")
+        );
         let mut api_key = None;
         for var in [IBMCLOUD_API_KEY, IC_API_KEY] {
             // The value is a secret: never echo it, not even when it is not UTF-8.
@@ -266,6 +269,16 @@ impl Env {
         })
     }
 
+    /// `IBMCR_MODE`: `None` when unset, an error when invalid.
+    pub fn mode(&self) -> Result<Option<Mode>> {
+        self.mode.clone().map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// `IBMCR_TOKEN_ACCESS`: `None` when unset, an error when invalid.
+    pub fn token_access(&self) -> Result<Option<TokenAccess>> {
+        self.token_access.clone().map_err(|e| anyhow::anyhow!(e))
+    }
+
     /// The helper's directories, or an error saying why there are none.
     pub fn dirs(&self) -> Result<&Dirs> {
         self.dirs
@@ -302,7 +315,7 @@ mod tests {
     fn defaults() {
         let e = env(&[]).unwrap();
         assert_eq!(e.store, StoreChoice::Auto);
-        assert_eq!(e.mode, None);
+        assert_eq!(e.mode().unwrap(), None);
         assert!(!e.debug);
         assert!(e.api_key.is_none());
         assert!(e.dirs.is_none());
@@ -319,13 +332,21 @@ mod tests {
 
     #[test]
     fn bad_values_are_named_in_one_line() {
-        let err = env(&[(IBMCR_MODE, "fast\nx")]).unwrap_err().to_string();
+        let e = env(&[
+            (IBMCR_MODE, "fast\nx"),
+            (IBMCR_TOKEN_ACCESS, "rw"),
+            (IBMCR_LOG, "loud"),
+        ])
+        .unwrap();
+        let err = e.mode().unwrap_err().to_string();
         assert_eq!(
             err,
             "IBMCR_MODE must be bearer, apikey or registry-token, not `fastx`"
         );
+        assert!(e.token_access().is_err());
+        assert!(!e.debug, "an unknown IBMCR_LOG is off, never an error");
         assert!(env(&[(IBMCR_STORE, "cloud")]).is_err());
-        assert!(env(&[(IBMCR_TOKEN_ACCESS, "rw")]).is_err());
+        assert!(env(&[(IBMCR_LOG, "1")]).unwrap().debug);
     }
 
     #[test]

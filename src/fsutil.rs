@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 #[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -127,6 +127,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.with_context(|| format!("writing `{}`", path.display()))
 }
 
+/// Another process held a lock for longer than we wait: a type of its own so
+/// callers tell it from a lock file they cannot open.
+#[derive(Debug)]
+pub struct LockTimeout {
+    path: PathBuf,
+    wait: Duration,
+}
+
+impl std::fmt::Display for LockTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (secs, path) = (self.wait.as_secs(), self.path.display());
+        write!(f, "timed out after {secs}s waiting for the lock `{path}`")
+    }
+}
+
+impl std::error::Error for LockTimeout {}
+
 /// An exclusive lock on a never-renamed lock file, released on drop.
 #[derive(Debug)]
 pub struct LockGuard {
@@ -151,11 +168,13 @@ pub fn lock(path: &Path, wait: Duration) -> Result<LockGuard> {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(25));
             }
-            Err(fs::TryLockError::WouldBlock) => bail!(
-                "timed out after {}s waiting for the lock `{}`",
-                wait.as_secs(),
-                path.display()
-            ),
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(LockTimeout {
+                    path: path.to_path_buf(),
+                    wait,
+                }
+                .into())
+            }
             Err(fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("locking `{}`", path.display()))
             }

@@ -4,10 +4,11 @@
 //! `get`s make one mint.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 
-use crate::cache::{self, Cache, Freshness, HostEntry, KeySource, Minted, TokenRef};
+use crate::cache::{self, Cache, Epoch, Freshness, HostEntry, KeySource, Minted, TokenRef};
 use crate::config::Settings;
 use crate::env::{Env, Mode, TokenAccess};
 use crate::mint::{Created, Endpoint, Minter};
@@ -25,6 +26,11 @@ pub const BEARER: &str = "iambearer";
 pub const TOKEN: &str = "token";
 /// Username of an IAM refresh token.
 pub const REFRESH: &str = "iamrefresh";
+/// Longest IAM token lifetime believed (IBM's is at most 60 minutes): a
+/// server's `expires_in` beyond it is capped, never overflowed.
+const MAX_IAM_LIFETIME: u64 = 24 * 60 * 60;
+/// The IAM grant that mints from an API key, as access-token claims name it.
+const APIKEY_GRANT: &str = "urn:ibm:params:oauth:grant-type:apikey";
 
 /// What a credential is, judged by its username (../shared/ibm-api.md §6.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,12 +68,15 @@ pub struct Answer {
 pub fn get(env: &Env, host: IbmHost, now: u64) -> Result<Answer, Error> {
     let dirs = env.dirs()?;
     let settings = Settings::load(&dirs.config)?;
-    let mode = settings.mode(env, host);
+    let mode = settings.mode(env, host)?;
+    let access = settings.token_access(env, host)?;
 
-    if let Some(answer) = cached(&Cache::load(&dirs.cache)?, env, host, mode, now) {
+    let cache = Cache::load(&dirs.cache)?;
+    if let Some(answer) = cached(&cache, env, host, mode, access, now) {
         debug!("get", "{host}: answered from the token cache");
         return Ok(answer);
     }
+    let epoch = cache.epoch(host.name());
 
     let store = store::open_for_read(env)?;
     let mut key = None;
@@ -122,22 +131,94 @@ pub fn get(env: &Env, host: IbmHost, now: u64) -> Result<Answer, Error> {
         host.region(),
         mode.as_str()
     );
-    let mut minting = Minting::new(env, host, now)?;
-    match mode {
-        Mode::ApiKey => Ok(Answer {
+    if mode == Mode::ApiKey {
+        return Ok(Answer {
             username: APIKEY.into(),
             secret: key,
-        }),
-        Mode::Bearer => minting.bearer(&key, source, mode),
-        Mode::RegistryToken => {
-            minting.registry_token(&key, source, settings.token_access(env, host))
+        });
+    }
+    let keys = TokenKeys::new(env, host, &cache::fingerprint(&key), access)?;
+    let mut minting = Minting::new(env, host, now, epoch)?;
+    match mode {
+        Mode::RegistryToken => minting.registry_token(&keys, &key, source),
+        _ => minting.bearer(&keys, &key, source, mode),
+    }
+}
+
+/// IAM base: `IBMCLOUD_IAM_API_ENDPOINT`, else private IAM for a `private.` host, else public.
+fn iam_endpoint(env: &Env, host: IbmHost) -> Result<Endpoint> {
+    let url = match (&env.iam_endpoint, host.network()) {
+        (Some(url), _) => url.as_str(),
+        (None, Network::Private) => crate::mint::PRIVATE_IAM,
+        (None, _) => crate::mint::DEFAULT_IAM,
+    };
+    Endpoint::parse_iam(url)
+        .map_err(|e| anyhow!("{}: {e:#}", crate::env::IBMCLOUD_IAM_API_ENDPOINT))
+}
+
+/// Registry API base: `IBMCLOUD_CR_API_ENDPOINT`, else `https://<host>`.
+fn api_endpoint(env: &Env, host: IbmHost) -> Result<Endpoint> {
+    let url = match &env.cr_endpoint {
+        // `ibmcloud cr api` prints the base with `/api`; the paths add it again.
+        Some(url) => url
+            .trim_end_matches('/')
+            .trim_end_matches("/api")
+            .to_string(),
+        None => format!("https://{}", host.name()),
+    };
+    Endpoint::parse(&url).map_err(|e| anyhow!("{}: {e:#}", crate::env::IBMCLOUD_CR_API_ENDPOINT))
+}
+
+/// Where a host's minted tokens live in the cache, for one key and the
+/// current endpoints and token access.
+struct TokenKeys {
+    iam: Endpoint,
+    api: Endpoint,
+    fingerprint: String,
+    /// `<iam>|<fingerprint>`: the IAM access token.
+    iam_key: String,
+    /// `<api>|<fingerprint>`: a remembered refusal of registry tokens.
+    refusal_key: String,
+    /// `<api>|<fingerprint>|<access>`: the registry token.
+    registry_key: String,
+}
+
+impl TokenKeys {
+    fn new(env: &Env, host: IbmHost, fingerprint: &str, access: TokenAccess) -> Result<TokenKeys> {
+        let (iam, api) = (iam_endpoint(env, host)?, api_endpoint(env, host)?);
+        let refusal_key = format!("{}|{fingerprint}", api.as_str());
+        Ok(TokenKeys {
+            iam_key: format!("{}|{fingerprint}", iam.as_str()),
+            registry_key: format!("{refusal_key}|{}", access.as_str()),
+            refusal_key,
+            fingerprint: fingerprint.to_string(),
+            iam,
+            api,
+        })
+    }
+
+    /// The token a host is answered with in `mode` (registry-token mode
+    /// answers bearer while a refusal is remembered).
+    fn expected(&self, mode: Mode, cache: &Cache, now: u64) -> TokenRef {
+        if mode == Mode::RegistryToken && !cache.refused(&self.refusal_key, now) {
+            TokenRef::Registry(self.registry_key.clone())
+        } else {
+            TokenRef::Iam(self.iam_key.clone())
         }
     }
 }
 
-/// The cached answer for `host`, if the cache has a fresh one that was made
-/// for the same mode and (for an environment key) the same key.
-fn cached(cache: &Cache, env: &Env, host: IbmHost, mode: Mode, now: u64) -> Option<Answer> {
+/// The cached answer for `host`, if the cache has a fresh one made for the
+/// same mode, endpoints and token access and (for an environment key) the
+/// same key.
+fn cached(
+    cache: &Cache,
+    env: &Env,
+    host: IbmHost,
+    mode: Mode,
+    access: TokenAccess,
+    now: u64,
+) -> Option<Answer> {
     let entry = cache.hosts.get(host.name())?;
     if entry.mode != mode {
         return None;
@@ -147,6 +228,10 @@ fn cached(cache: &Cache, env: &Env, host: IbmHost, mode: Mode, now: u64) -> Opti
         if key.var != var || cache::fingerprint(&key.key) != entry.fingerprint {
             return None;
         }
+    }
+    let keys = TokenKeys::new(env, host, &entry.fingerprint, access).ok()?;
+    if keys.expected(mode, cache, now) != entry.token {
+        return None;
     }
     let minted = cache.token(&entry.token)?;
     if minted.freshness(now) != Freshness::Fresh {
@@ -181,19 +266,36 @@ pub fn store(env: &Env, host: IbmHost, creds: Credentials, now: u64) -> Result<(
         );
         return Ok(());
     }
+    let store = store::open_for_write(env)?;
+    if creds.username == BEARER && minted_from_api_key(&creds.secret) {
+        // Without a writable cache the check above cannot know our own tokens:
+        // an access token minted from an API key never replaces the stored key.
+        if store
+            .get(host.name())?
+            .is_some_and(|r| Kind::of(&r.username) == Kind::ApiKey)
+        {
+            debug!("store", "{host}: kept the stored API key; an access token minted from a key is not stored over it");
+            return Ok(());
+        }
+    }
     let record = Record {
         username: creds.username,
         secret: creds.secret,
         stored_at: now,
     };
-    store::open_for_write(env)?.put(host.name(), &record)?;
+    store.put(host.name(), &record)?;
     debug!("store", "{host}: stored a {} credential", record.username);
-    if let Err(e) = cache::with_locked(&dirs.cache, now, |c| {
+    // A token minted from the previous credential must not keep answering.
+    cache::with_locked(&dirs.cache, now, |c| {
         c.invalidate(host.name(), host.is_global())
-    }) {
-        debug!("store", "{host}: could not update the token cache: {e:#}");
-    }
+    })?;
     Ok(())
+}
+
+/// True for an IAM access token whose claims say it was minted from an API key.
+fn minted_from_api_key(token: &Secret<String>) -> bool {
+    jwt::claims(token.expose())
+        .is_some_and(|c| c.get("grant_type").and_then(|g| g.as_str()) == Some(APIKEY_GRANT))
 }
 
 /// `erase` for an IBM host: removes the stored credential and everything
@@ -238,7 +340,7 @@ pub fn erase(env: &Env, host: IbmHost, now: u64) -> Result<(), Error> {
             .map(|r| r.secret),
     );
     keys.extend(env.api_key.as_ref().map(|k| k.key.clone()));
-    let mut minting = Minting::new(env, host, now)?;
+    let mut minting = Minting::new(env, host, now, (0, 0))?;
     for (rkey, token) in minted {
         let id = token.id.clone().unwrap_or_default();
         let api = rkey.split('|').next().unwrap_or_default().to_string();
@@ -252,25 +354,35 @@ pub fn erase(env: &Env, host: IbmHost, now: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Minting for one host in one process: endpoints, and the HTTP client
-/// built only when a request is actually made.
-struct Minting<'a> {
-    env: &'a Env,
+/// Minting for one host in one process: the HTTP client built only when a
+/// request is actually made, and the clock as it moves on while we wait.
+struct Minting {
     host: IbmHost,
-    now: u64,
+    /// Unix seconds at the start of the process.
+    start: u64,
+    started: Instant,
+    /// The host's cache epoch when this `get` read the store.
+    epoch: Epoch,
     dir: PathBuf,
     minter: Option<Minter>,
 }
 
-impl<'a> Minting<'a> {
-    fn new(env: &'a Env, host: IbmHost, now: u64) -> Result<Minting<'a>> {
+impl Minting {
+    fn new(env: &Env, host: IbmHost, now: u64, epoch: Epoch) -> Result<Minting> {
+        let dir = env.dirs()?.cache.clone();
         Ok(Minting {
-            env,
             host,
-            now,
-            dir: env.dirs()?.cache.clone(),
+            start: now,
+            started: Instant::now(),
+            epoch,
+            dir,
             minter: None,
         })
+    }
+
+    /// Unix seconds now: a mint or a lock wait can take many seconds.
+    fn now(&self) -> u64 {
+        self.start + self.started.elapsed().as_secs()
     }
 
     fn minter(&mut self) -> Result<&Minter> {
@@ -280,51 +392,40 @@ impl<'a> Minting<'a> {
         Ok(self.minter.as_ref().expect("set above"))
     }
 
-    /// IAM base: `IBMCLOUD_IAM_API_ENDPOINT`, else private IAM for a `private.` host, else public.
-    fn iam_endpoint(&self) -> Result<Endpoint> {
-        let url = match (&self.env.iam_endpoint, self.host.network()) {
-            (Some(url), _) => url.as_str(),
-            (None, Network::Private) => crate::mint::PRIVATE_IAM,
-            (None, _) => crate::mint::DEFAULT_IAM,
-        };
-        Endpoint::parse_iam(url)
-            .map_err(|e| anyhow!("{}: {e:#}", crate::env::IBMCLOUD_IAM_API_ENDPOINT))
-    }
-
-    /// Registry API base: `IBMCLOUD_CR_API_ENDPOINT`, else `https://<host>`.
-    fn api_endpoint(&self) -> Result<Endpoint> {
-        let url = match &self.env.cr_endpoint {
-            // `ibmcloud cr api` prints the base with `/api`; the paths add it again.
-            Some(url) => url
-                .trim_end_matches('/')
-                .trim_end_matches("/api")
-                .to_string(),
-            None => format!("https://{}", self.host.name()),
-        };
-        Endpoint::parse(&url)
-            .map_err(|e| anyhow!("{}: {e:#}", crate::env::IBMCLOUD_CR_API_ENDPOINT))
+    /// Remembers how the host is answered, unless a `store` or `erase` of it
+    /// ran since this `get` read the store (its key may be gone).
+    fn remember(&self, cache: &mut Cache, entry: HostEntry) {
+        if cache.epoch(self.host.name()) == self.epoch {
+            cache.hosts.insert(self.host.name().to_string(), entry);
+        } else {
+            debug!(
+                "cache",
+                "{}: its credentials changed meanwhile; not caching this answer for it", self.host
+            );
+        }
     }
 
     /// `bearer` mode: one IAM access token per (IAM endpoint, key) serves every region.
     fn bearer(
         &mut self,
+        keys: &TokenKeys,
         key: &Secret<String>,
         source: KeySource,
         mode: Mode,
     ) -> Result<Answer, Error> {
-        let iam = self.iam_endpoint()?;
-        let fingerprint = cache::fingerprint(key);
-        let tkey = format!("{}|{fingerprint}", iam.as_str());
-        let (dir, now, host) = (self.dir.clone(), self.now, self.host);
-        let token = cache::with_locked(&dir, now, |cache| -> Result<Secret<String>> {
-            let minted = self.iam_token(cache, &iam, &tkey, key)?;
-            let entry = HostEntry {
-                source,
-                fingerprint,
-                mode,
-                token: TokenRef::Iam(tkey.clone()),
-            };
-            cache.hosts.insert(host.name().to_string(), entry);
+        let dir = self.dir.clone();
+        let token = cache::with_locked(&dir, self.now(), |cache| -> Result<Secret<String>> {
+            let minted = self.iam_token(cache, keys, key)?;
+            let token = TokenRef::Iam(keys.iam_key.clone());
+            self.remember(
+                cache,
+                HostEntry {
+                    source,
+                    fingerprint: keys.fingerprint.clone(),
+                    mode,
+                    token,
+                },
+            );
             Ok(minted.token)
         })??;
         Ok(Answer {
@@ -334,28 +435,38 @@ impl<'a> Minting<'a> {
     }
 
     /// A fresh IAM access token for `key` from the cache (locked by the
-    /// caller), else minted; a recent failure is answered without a request.
+    /// caller), else minted. A failure of the last [`cache::FAILURE_TTL`]
+    /// seconds is answered without a request; a token inside its refresh
+    /// margin is answered while minting fails.
     fn iam_token(
         &mut self,
         cache: &mut Cache,
-        iam: &Endpoint,
-        tkey: &str,
+        keys: &TokenKeys,
         key: &Secret<String>,
     ) -> Result<Minted> {
-        let (now, host) = (self.now, self.host);
+        let (now, host, tkey) = (self.now(), self.host, keys.iam_key.as_str());
         let held = cache.iam.get(tkey).cloned();
         let freshness = held.as_ref().map(|m| m.freshness(now));
+        let still_valid = held.filter(|m| m.freshness(now) != Freshness::Expired);
         if freshness == Some(Freshness::Fresh) {
             debug!(
                 "mint",
                 "{host}: reusing the cached IAM access token for this key"
             );
-            return Ok(held.expect("checked above"));
+            return still_valid.ok_or_else(|| anyhow!("unreachable"));
         }
         if let Some(failure) = cache.recent_failure(tkey, now) {
+            if let Some(m) = still_valid {
+                debug!(
+                    "mint",
+                    "{host}: minting failed recently; the cached token is valid for {}s more",
+                    m.expires_at - now
+                );
+                return Ok(m);
+            }
             debug!(
                 "mint",
-                "{host}: a mint failed within {}s; answering that failure",
+                "{host}: minting failed within the last {}s; answering that failure",
                 cache::FAILURE_TTL
             );
             return Err(failure);
@@ -368,41 +479,39 @@ impl<'a> Minting<'a> {
         debug!(
             "mint",
             "{host}: minting an IAM access token at {} ({reason})",
-            iam.as_str()
+            keys.iam.as_str()
         );
-        match self.minter()?.iam_token(iam, key) {
+        match self.minter()?.iam_token(&keys.iam, key) {
             Ok(t) => {
+                let minted_at = self.now();
+                let lifetime = t.expires_in.min(MAX_IAM_LIFETIME);
+                debug!(
+                    "mint",
+                    "{host}: minted an IAM access token, expires in {lifetime}s"
+                );
                 let minted = Minted {
                     token: t.access_token,
-                    minted_at: now,
-                    expires_at: now + t.expires_in,
+                    minted_at,
+                    expires_at: minted_at + lifetime,
                     account: t.account,
                     id: None,
                     host: None,
                     iam: None,
                 };
-                debug!(
-                    "mint",
-                    "{host}: minted an IAM access token, expires in {}s", t.expires_in
-                );
                 cache.iam.insert(tkey.to_string(), minted.clone());
                 cache.failures.remove(tkey);
                 Ok(minted)
             }
-            Err(e) => match held.filter(|m| m.freshness(now) == Freshness::ExpiringSoon) {
-                Some(m) => {
-                    debug!(
-                        "mint",
-                        "{host}: mint failed ({e:#}); the cached token is still valid for {}s",
-                        m.expires_at - now
-                    );
-                    Ok(m)
+            Err(e) => {
+                cache.record_failure(tkey, &e, self.now());
+                match still_valid {
+                    Some(m) => {
+                        debug!("mint", "{host}: minting failed ({e:#}); the cached token is valid for {}s more", m.expires_at.saturating_sub(self.now()));
+                        Ok(m)
+                    }
+                    None => Err(e),
                 }
-                None => {
-                    cache.record_failure(tkey, &e, now);
-                    Err(e)
-                }
-            },
+            }
         }
     }
 
@@ -410,128 +519,152 @@ impl<'a> Minting<'a> {
     /// through the registry token API; a refused creation falls back to bearer.
     fn registry_token(
         &mut self,
+        keys: &TokenKeys,
         key: &Secret<String>,
         source: KeySource,
-        access: TokenAccess,
     ) -> Result<Answer, Error> {
-        let (iam, api) = (self.iam_endpoint()?, self.api_endpoint()?);
-        let fingerprint = cache::fingerprint(key);
-        let tkey = format!("{}|{fingerprint}", iam.as_str());
-        let refusal_key = format!("{}|{fingerprint}", api.as_str());
-        let rkey = format!("{refusal_key}|{}", access.as_str());
-        let (dir, now, host) = (self.dir.clone(), self.now, self.host);
-        let answer = cache::with_locked(&dir, now, |cache| -> Result<Answer> {
+        let dir = self.dir.clone();
+        let host = self.host;
+        let answer = cache::with_locked(&dir, self.now(), |cache| -> Result<Answer> {
+            let now = self.now();
             let entry = |token| HostEntry {
                 source: source.clone(),
-                fingerprint: fingerprint.clone(),
+                fingerprint: keys.fingerprint.clone(),
                 mode: Mode::RegistryToken,
                 token,
             };
-            let bearer = |cache: &mut Cache, token: Secret<String>| {
-                cache
-                    .hosts
-                    .insert(host.name().to_string(), entry(TokenRef::Iam(tkey.clone())));
-                Answer {
-                    username: BEARER.into(),
-                    secret: token,
-                }
-            };
-            if cache
-                .refused
-                .get(&refusal_key)
-                .is_some_and(|until| *until > now)
-            {
+            let bearer_entry = entry(TokenRef::Iam(keys.iam_key.clone()));
+            let registry_entry = entry(TokenRef::Registry(keys.registry_key.clone()));
+            if cache.refused(&keys.refusal_key, now) {
                 debug!(
                     "mint",
                     "{host}: {} refused registry tokens recently; answering bearer",
-                    api.as_str()
+                    keys.api.as_str()
                 );
-                let minted = self.iam_token(cache, &iam, &tkey, key)?;
-                return Ok(bearer(cache, minted.token));
+                let minted = self.iam_token(cache, keys, key)?;
+                self.remember(cache, bearer_entry);
+                return Ok(Answer {
+                    username: BEARER.into(),
+                    secret: minted.token,
+                });
             }
-            if let Some(m) = cache
-                .registry
-                .get(&rkey)
-                .filter(|m| m.freshness(now) == Freshness::Fresh)
-            {
-                let token = m.token.clone();
-                cache.hosts.insert(
-                    host.name().to_string(),
-                    entry(TokenRef::Registry(rkey.clone())),
-                );
+            let held = cache.registry.get(&keys.registry_key).cloned();
+            let still_valid = held
+                .clone()
+                .filter(|m| m.freshness(now) != Freshness::Expired);
+            if held.is_some_and(|m| m.freshness(now) == Freshness::Fresh) {
+                self.remember(cache, registry_entry);
+                let token = still_valid
+                    .map(|m| m.token)
+                    .ok_or_else(|| anyhow!("unreachable"))?;
                 return Ok(Answer {
                     username: TOKEN.into(),
                     secret: token,
                 });
             }
-            if let Some(failure) = cache.recent_failure(&rkey, now) {
-                return Err(failure);
-            }
-            let iam_token = self.iam_token(cache, &iam, &tkey, key)?;
-            let account = iam_token.account.clone().ok_or_else(|| {
-                anyhow!("the IAM access token from {} names no account (account.bss), which the registry token API needs", iam.as_str())
-            })?;
-            let description = format!("docker-credential-ibmcr {host}");
-            let write = access == TokenAccess::ReadWrite;
-            debug!(
-                "mint",
-                "{host}: creating a {} registry token at {}",
-                access.as_str(),
-                api.as_str()
-            );
-            match self.minter()?.create_registry_token(
-                &api,
-                &iam_token.token,
-                &account,
-                &description,
-                write,
-            ) {
-                Ok(Created::Token(t)) => {
-                    let expires_at = t.expires_at.unwrap_or(now + cache::REFUSAL_TTL);
-                    debug!(
-                        "mint",
-                        "{host}: created registry token {}, expires in {}s",
-                        t.id,
-                        expires_at.saturating_sub(now)
-                    );
-                    let minted = Minted {
-                        token: t.token,
-                        minted_at: now,
-                        expires_at,
-                        account: Some(account),
-                        id: Some(t.id),
-                        host: Some(host.name().to_string()),
-                        iam: Some(tkey.clone()),
-                    };
-                    let token = minted.token.clone();
-                    cache.registry.insert(rkey.clone(), minted);
-                    cache.failures.remove(&rkey);
-                    cache.hosts.insert(
-                        host.name().to_string(),
-                        entry(TokenRef::Registry(rkey.clone())),
-                    );
+            let created = self.create_registry_token(cache, keys, key, now);
+            match created {
+                Ok(Some(token)) => {
+                    self.remember(cache, registry_entry);
                     Ok(Answer {
                         username: TOKEN.into(),
                         secret: token,
                     })
                 }
-                Ok(Created::Refused { reason, .. }) => {
-                    cache
-                        .refused
-                        .insert(refusal_key.clone(), now + cache::REFUSAL_TTL);
-                    log::say(&format!(
-                        "docker-credential-ibmcr: registry token creation refused by {} ({reason}); answering an IAM access token (iambearer) instead",
-                        api.as_str()
-                    ));
-                    Ok(bearer(cache, iam_token.token))
+                Ok(None) => {
+                    let minted = self.iam_token(cache, keys, key)?;
+                    self.remember(cache, bearer_entry);
+                    Ok(Answer {
+                        username: BEARER.into(),
+                        secret: minted.token,
+                    })
                 }
-                Err(e) => {
-                    cache.record_failure(&rkey, &e, now);
-                    Err(e)
-                }
+                Err(e) => match still_valid {
+                    Some(m) => {
+                        debug!("mint", "{host}: re-minting failed ({e:#}); the cached registry token is valid for {}s more", m.expires_at.saturating_sub(now));
+                        Ok(Answer {
+                            username: TOKEN.into(),
+                            secret: m.token,
+                        })
+                    }
+                    None => Err(e),
+                },
             }
         })??;
         Ok(answer)
+    }
+
+    /// Creates a registry token and caches it (`Some`), or records a refusal
+    /// and says so once on stderr (`None`).
+    fn create_registry_token(
+        &mut self,
+        cache: &mut Cache,
+        keys: &TokenKeys,
+        key: &Secret<String>,
+        now: u64,
+    ) -> Result<Option<Secret<String>>> {
+        let (host, rkey) = (self.host, keys.registry_key.as_str());
+        if let Some(failure) = cache.recent_failure(rkey, now) {
+            return Err(failure);
+        }
+        let iam_token = self.iam_token(cache, keys, key)?;
+        let account = iam_token.account.clone().ok_or_else(|| {
+            anyhow!("the IAM access token from {} names no account (account.bss), which the registry token API needs", keys.iam.as_str())
+        })?;
+        let description = format!("docker-credential-ibmcr {host}");
+        let write = rkey.ends_with(TokenAccess::ReadWrite.as_str());
+        debug!(
+            "mint",
+            "{host}: creating a registry token at {} (write={write})",
+            keys.api.as_str()
+        );
+        match self.minter()?.create_registry_token(
+            &keys.api,
+            &iam_token.token,
+            &account,
+            &description,
+            write,
+        ) {
+            Ok(Created::Token(t)) => {
+                let minted_at = self.now();
+                let expires_at = t.expires_at.unwrap_or(minted_at + cache::REFUSAL_TTL);
+                debug!(
+                    "mint",
+                    "{host}: created registry token {}, expires in {}s",
+                    t.id,
+                    expires_at.saturating_sub(minted_at)
+                );
+                let token = t.token.clone();
+                cache.registry.insert(
+                    rkey.to_string(),
+                    Minted {
+                        token: t.token,
+                        minted_at,
+                        expires_at,
+                        account: Some(account),
+                        id: Some(t.id),
+                        host: Some(host.name().to_string()),
+                        iam: Some(keys.iam_key.clone()),
+                    },
+                );
+                cache.failures.remove(rkey);
+                Ok(Some(token))
+            }
+            Ok(Created::Refused { reason, .. }) => {
+                cache
+                    .refused
+                    .insert(keys.refusal_key.clone(), self.now() + cache::REFUSAL_TTL);
+                log::say(&format!(
+                    "docker-credential-ibmcr: registry token creation refused by {} ({reason}); answering an IAM access token (iambearer) instead",
+                    keys.api.as_str()
+                ));
+                Ok(None)
+            }
+            Err(e) => {
+                cache.record_failure(rkey, &e, self.now());
+                Err(e)
+            }
+        }
     }
 
     /// Deletes a minted registry token at its registry, with an access token
@@ -553,7 +686,7 @@ impl<'a> Minting<'a> {
         let (access, account) = match cache
             .iam
             .get(tkey)
-            .filter(|m| m.freshness(self.now) != Freshness::Expired)
+            .filter(|m| m.freshness(self.now()) != Freshness::Expired)
         {
             Some(m) => (m.token.clone(), m.account.clone()),
             None => {

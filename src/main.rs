@@ -32,6 +32,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Nothing in the environment can break these two.
+    let plain = match action {
+        Action::Version => Some(protocol::write_version(&mut stdout)),
+        Action::Help => Some(protocol::write_line(&mut stdout, &protocol::usage())),
+        _ => None,
+    };
+    if let Some(written) = plain {
+        return if written.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    let uid = if matches!(action, Action::Configure(_)) {
+        real_uid()
+    } else {
+        0
+    };
     let result = Env::from_process().map_err(Error::from).and_then(|env| {
         log::init(env.debug);
         #[allow(clippy::disallowed_methods)] // main reads the clock for everyone
@@ -42,7 +60,7 @@ fn main() -> ExitCode {
             &mut stdout,
             &env,
             now,
-            real_uid(),
+            uid,
         )
     });
     match result {

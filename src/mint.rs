@@ -80,7 +80,10 @@ impl Endpoint {
     /// password, a query and a fragment.
     pub fn parse(url: &str) -> Result<Endpoint> {
         let trimmed = url.trim().trim_end_matches('/');
-        let shown = clean(&redact_userinfo(trimmed));
+        // Never echo a query or fragment: it is where a pasted secret would sit.
+        let shown = clean(&redact_userinfo(
+            trimmed.split(['?', '#']).next().unwrap_or_default(),
+        ));
         if trimmed.is_empty() {
             bail!("an endpoint URL must not be empty");
         }

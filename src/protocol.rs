@@ -194,7 +194,7 @@ pub fn parse_store(input: &[u8]) -> Result<Credentials, Error> {
         };
         *field = match value {
             Value::String(s) => s,
-            Value::Null => String::new(),
+            Value::Null => continue, // Go leaves the field as it was
             _ => {
                 return Err(Error::Other(anyhow::anyhow!(
                     "malformed credentials JSON on stdin: `{key}` must be a string"
@@ -432,8 +432,11 @@ mod tests {
             ),
             ("h", "u", "s")
         );
-        let c =
-            parse_store(b"{\"ServerURL\": \"h\", \"Username\": \"u\", \"Secret\": null}").unwrap();
+        let c = parse_store(
+            b"{\"ServerURL\": \"h\", \"Username\": \"u\", \"Username\": null, \"Secret\": null}",
+        )
+        .unwrap();
+        assert_eq!(c.username, "u", "null leaves a field as it was");
         assert!(c.secret.is_empty());
         assert!(matches!(
             parse_store(b"{\"Username\":\"u\"}"),

@@ -87,22 +87,28 @@ impl KeyringStore {
         self.dir.join("keyring-index.json")
     }
 
-    fn load_index(&self) -> Result<Index> {
+    /// The index; `None` when it does not exist (lost, or never written):
+    /// then only the keyring itself can say what is stored.
+    fn load_index(&self) -> Result<Option<Index>> {
         let path = self.index_path();
         let Some(bytes) = fsutil::read_private(&path)? else {
-            return Ok(Index {
-                v: VERSION,
-                ..Index::default()
-            });
+            return Ok(None);
         };
         let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
             anyhow!(
-                "keyring index `{}` is corrupt (line {}): remove it; the keyring entries stay",
+                "keyring index `{}` is corrupt (line {}): remove it; the keyring entries stay and are still found",
                 path.display(),
                 e.line()
             )
         })?;
-        Ok(index)
+        Ok(Some(index))
+    }
+
+    /// False only when an index exists and lacks `key`.
+    fn may_hold(&self, key: &str) -> Result<bool> {
+        Ok(self
+            .load_index()?
+            .is_none_or(|index| index.entries.contains_key(key)))
     }
 
     fn modify_index(
@@ -111,7 +117,7 @@ impl KeyringStore {
     ) -> Result<()> {
         fsutil::ensure_private_dir(&self.dir)?;
         let _lock = fsutil::lock(&self.dir.join("store.lock"), LOCK_WAIT)?;
-        let mut index = self.load_index()?;
+        let mut index = self.load_index()?.unwrap_or_default();
         change(&mut index.entries)?;
         index.v = VERSION;
         fsutil::write_atomic(&self.index_path(), &serde_json::to_vec_pretty(&index)?)
@@ -123,12 +129,22 @@ impl SecretStore for KeyringStore {
         // The index is updated with every put and remove: a key it lacks was
         // never stored, and answering so costs no D-Bus round trip (~15 ms),
         // which matters for docker pulls from every registry we do not serve.
-        if !self.load_index()?.entries.contains_key(key) {
+        let index = self.load_index()?;
+        if index.as_ref().is_some_and(|i| !i.entries.contains_key(key)) {
             return Ok(None);
         }
         let password = match entry(key)?.get_password() {
             Ok(p) => p,
             Err(keyring::Error::NoEntry) => return Ok(None),
+            // No index and no keyring: nothing was ever stored here that we could find.
+            Err(e) if index.is_none() => {
+                crate::debug!(
+                    "store",
+                    "no keyring index, and the keyring: {}",
+                    describe(&e)
+                );
+                return Ok(None);
+            }
             Err(e) => bail!("reading `{key}` from the keyring: {}", describe(&e)),
         };
         let entry: Entry = serde_json::from_str(&password).map_err(|_| {
@@ -153,7 +169,7 @@ impl SecretStore for KeyringStore {
     }
 
     fn remove(&self, key: &str) -> Result<bool> {
-        if !self.load_index()?.entries.contains_key(key) {
+        if !self.may_hold(key)? {
             return Ok(false); // never stored: no keyring call, no write (docker logout erases four forms)
         }
         self.modify_index(|entries| {
@@ -168,7 +184,10 @@ impl SecretStore for KeyringStore {
     }
 
     fn list(&self) -> Result<BTreeMap<String, String>> {
-        Ok(self.load_index()?.entries)
+        Ok(self
+            .load_index()?
+            .map(|index| index.entries)
+            .unwrap_or_default())
     }
 
     fn name(&self) -> &'static str {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -88,6 +89,13 @@ pub fn open_for_write(env: &Env) -> Result<Box<dyn SecretStore>> {
         StoreChoice::Auto => match recorded(env)? {
             Some(choice) => choice,
             None => {
+                let dir = &env.dirs()?.data;
+                fsutil::ensure_private_dir(dir)?;
+                // Two first stores at once must record one choice.
+                let _lock = fsutil::lock(&dir.join("store.lock"), Duration::from_secs(20))?;
+                if let Some(choice) = recorded(env)? {
+                    return open(env, choice);
+                }
                 let choice = match keyring::probe() {
                     Ok(()) => StoreChoice::Keyring,
                     Err(why) => {
@@ -95,8 +103,6 @@ pub fn open_for_write(env: &Env) -> Result<Box<dyn SecretStore>> {
                         StoreChoice::File
                     }
                 };
-                let dir = &env.dirs()?.data;
-                fsutil::ensure_private_dir(dir)?;
                 let word = if choice == StoreChoice::Keyring {
                     "keyring\n"
                 } else {

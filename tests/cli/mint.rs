@@ -655,3 +655,95 @@ fn a_token_cache_others_can_read_is_refused_not_repaired() {
     s.get("us.icr.io").error_line("chmod 700");
     assert_eq!(fake.count("POST", IAM), 1, "refused before minting");
 }
+
+#[test]
+fn a_failed_refresh_inside_the_margin_is_remembered_and_the_valid_token_answered() {
+    // decisions §3: waiters answer the remembered failure without their own IAM call;
+    // with a still-valid token that means answering the token
+    let (fake, s) = setup(Config::default());
+    s.store("us.icr.io", "iamapikey", KEY).ok();
+    let first = bearer(&s.get("us.icr.io").ok(), "us.icr.io");
+    age_tokens(&s, 3600, 120);
+    fake.inject(Fault::new(IAM, FaultKind::Status(500), 0));
+    assert_eq!(bearer(&s.get("us.icr.io").ok(), "us.icr.io"), first);
+    let n = fake.count("POST", IAM);
+    assert_eq!(
+        bearer(&s.get("us.icr.io").ok().stderr_is(""), "us.icr.io"),
+        first
+    );
+    assert_eq!(
+        fake.count("POST", IAM),
+        n,
+        "no new IAM call within 10 s of a failure"
+    );
+}
+
+#[test]
+fn a_cache_that_cannot_be_locked_still_answers_and_keeps_the_key() {
+    // decisions §3: a cache dir that cannot be written → answer without caching;
+    // issue 3.1: a store of a minted token never replaces the API key
+    let (fake, s) = setup(Config::default());
+    s.store("us.icr.io", "iamapikey", KEY).ok();
+    let lock = s.cache_dir().join("tokens.lock");
+    let _ = std::fs::remove_file(&lock);
+    std::fs::create_dir(&lock).unwrap(); // opening it for writing fails
+    let token = bearer(&s.get("us.icr.io").ok().stderr_is(""), "us.icr.io");
+    bearer(&s.get("us.icr.io").ok(), "us.icr.io");
+    assert_eq!(
+        fake.count("POST", IAM),
+        2,
+        "not cached, so minted each time"
+    );
+    let cache = std::fs::read_to_string(s.cache_file()).unwrap_or_default();
+    assert!(!cache.contains(&token), "nothing minted was cached");
+    s.store("us.icr.io", "iambearer", &token).ok();
+    let store = std::fs::read_to_string(s.store_file()).unwrap();
+    assert!(
+        store.contains(KEY) && !store.contains(&token),
+        "the key is kept"
+    );
+}
+
+#[test]
+fn changing_token_access_or_endpoint_is_not_answered_from_the_old_cache() {
+    // decisions §3: cache keys include endpoint and read/write
+    let (fake, mut s) = setup(Config::default());
+    s.set("IBMCR_MODE", "registry-token");
+    s.store("us.icr.io", "iamapikey", KEY).ok();
+    let rw = s.get("us.icr.io").ok().answer().2;
+    s.set("IBMCR_TOKEN_ACCESS", "readonly");
+    let ro = s.get("us.icr.io").ok().answer().2;
+    assert_ne!(ro, rw);
+    let creates: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == TOKENS)
+        .collect();
+    assert_eq!(creates.len(), 2);
+    assert_eq!(creates[1].query_param("write").as_deref(), Some("false"));
+    let other = FakeIbm::start(Config {
+        api_keys: [(KEY.to_string(), ACCOUNT.to_string())].into(),
+        ..Config::default()
+    });
+    s.set("IBMCR_MODE", "bearer");
+    bearer(&s.get("us.icr.io").ok(), "us.icr.io");
+    s.set("IBMCLOUD_IAM_API_ENDPOINT", &other.url());
+    bearer(&s.get("us.icr.io").ok(), "us.icr.io");
+    assert_eq!(
+        other.count("POST", IAM),
+        1,
+        "a new IAM endpoint gets its own token"
+    );
+}
+
+#[test]
+fn a_bad_mode_breaks_only_ibm_hosts() {
+    // docker v29 aborts a pull when the helper errors: Docker Hub must keep working
+    let (_fake, mut s) = setup(Config::default());
+    s.set("IBMCR_MODE", "fast").set("IBMCR_LOG", "1");
+    s.store("https://index.docker.io/v1/", "u", "p").ok();
+    assert_eq!(s.get("https://index.docker.io/v1/").ok().answer().2, "p");
+    s.store("us.icr.io", "iamapikey", KEY).ok();
+    s.get("us.icr.io").error_line("IBMCR_MODE must be");
+    s.run(&["version"], b"").ok();
+}
