@@ -26,7 +26,8 @@ OPTIONS:
     -h, --help      print this help
 
 It builds with 'cargo build --release --locked' and needs a Rust toolchain
-(rustup) as new as the crate's rust-version, and no system packages.
+(rustup) as new as the crate's rust-version, and a C compiler (gcc) for the
+keyring's vendored libdbus; no other system packages.
 EOF
 }
 
