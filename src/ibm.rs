@@ -447,14 +447,14 @@ impl Minting {
         let (now, host, tkey) = (self.now(), self.host, keys.iam_key.as_str());
         let held = cache.iam.get(tkey).cloned();
         let freshness = held.as_ref().map(|m| m.freshness(now));
-        let still_valid = held.filter(|m| m.freshness(now) != Freshness::Expired);
-        if freshness == Some(Freshness::Fresh) {
+        if let (Some(m), Some(Freshness::Fresh)) = (&held, freshness) {
             debug!(
                 "mint",
                 "{host}: reusing the cached IAM access token for this key"
             );
-            return still_valid.ok_or_else(|| anyhow!("unreachable"));
+            return Ok(m.clone());
         }
+        let still_valid = held.filter(|_| freshness == Some(Freshness::ExpiringSoon));
         if let Some(failure) = cache.recent_failure(tkey, now) {
             if let Some(m) = still_valid {
                 debug!(
@@ -549,19 +549,16 @@ impl Minting {
                 });
             }
             let held = cache.registry.get(&keys.registry_key).cloned();
-            let still_valid = held
-                .clone()
-                .filter(|m| m.freshness(now) != Freshness::Expired);
-            if held.is_some_and(|m| m.freshness(now) == Freshness::Fresh) {
+            let freshness = held.as_ref().map(|m| m.freshness(now));
+            if let (Some(m), Some(Freshness::Fresh)) = (&held, freshness) {
+                let token = m.token.clone();
                 self.remember(cache, registry_entry);
-                let token = still_valid
-                    .map(|m| m.token)
-                    .ok_or_else(|| anyhow!("unreachable"))?;
                 return Ok(Answer {
                     username: TOKEN.into(),
                     secret: token,
                 });
             }
+            let still_valid = held.filter(|_| freshness == Some(Freshness::ExpiringSoon));
             let created = self.create_registry_token(cache, keys, key, now);
             match created {
                 Ok(Some(token)) => {

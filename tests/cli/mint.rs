@@ -747,3 +747,24 @@ fn a_bad_mode_breaks_only_ibm_hosts() {
     s.get("us.icr.io").error_line("IBMCR_MODE must be");
     s.run(&["version"], b"").ok();
 }
+
+#[test]
+fn a_registry_token_inside_its_margin_is_answered_while_creation_fails() {
+    // decisions §3: a token still valid is answered when re-minting fails
+    let (fake, mut s) = setup(Config::default());
+    s.set("IBMCR_MODE", "registry-token");
+    s.store("us.icr.io", "iamapikey", KEY).ok();
+    let token = s.get("us.icr.io").ok().answer().2;
+    age_tokens(&s, 86_400, 100); // inside the 300 s margin
+    fake.inject(Fault {
+        method: Some("POST".into()),
+        ..Fault::new(TOKENS, FaultKind::Status(500), 0)
+    });
+    let out = s.get("us.icr.io").ok().stderr_is("");
+    assert_eq!(out.answer(), ("us.icr.io".into(), "token".into(), token));
+    assert_eq!(
+        fake.count("POST", TOKENS),
+        2,
+        "one re-mint attempt, not retried"
+    );
+}

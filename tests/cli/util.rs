@@ -277,7 +277,7 @@ pub fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
 }
 
 /// `s` as Go's `encoding/json` writes a string with HTML escaping on
-/// (`<`, `>`, `&`, U+2028, U+2029 and control characters as `\u00XX`).
+/// (`<`, `>`, `&`, U+2028, U+2029 and other control characters as `\u00XX`).
 pub fn go_json(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
@@ -287,6 +287,8 @@ pub fn go_json(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"), // Go 1.22+
+            '\u{c}' => out.push_str("\\f"),
             '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
                 out.push_str(&format!("\\u{:04x}", c as u32))
             }
