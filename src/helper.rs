@@ -11,15 +11,13 @@ use crate::registry::IbmHost;
 use crate::store::{self, Record};
 use crate::{configure, debug, ibm, Env};
 
-/// Runs one action. `input` is stdin, `out` is stdout; `now` is the clock,
-/// `uid` the real user id (for `configure`).
+/// Runs one action. `input` is stdin, `out` is stdout; `now` is the clock.
 pub fn run(
     action: Action,
     input: &mut dyn Read,
     out: &mut dyn Write,
     env: &Env,
     now: SystemTime,
-    uid: u32,
 ) -> Result<(), Error> {
     let now = now
         .duration_since(UNIX_EPOCH)
@@ -46,7 +44,7 @@ pub fn run(
         Action::Get => {
             let server_url = protocol::parse_server_url(&protocol::read_input(input)?)?;
             let answer = match IbmHost::parse(&server_url) {
-                Some(host) => ibm::get(env, host, now)?,
+                Some(host) => ibm::get(env, host, now, Box::new(|| store::open_for_read(env)))?,
                 None => {
                     let store = store::open_for_read(env)?.ok_or(Error::NotFound)?;
                     let record = store.get(&server_url)?.ok_or(Error::NotFound)?;
@@ -84,6 +82,20 @@ pub fn run(
         }
         Action::Version => written(protocol::write_version(out)),
         Action::Help => written(protocol::write_line(out, &protocol::usage())),
-        Action::Configure(args) => configure::run(&args, env, uid, out).map_err(Error::from),
+        Action::Configure(args) => configure::run(&args, env, real_uid(), out).map_err(Error::from),
     }
+}
+
+/// The real user id, for `/run/containers/<uid>/auth.json`; read only by
+/// `configure`, so no other verb pays for it.
+fn real_uid() -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0)
+    }
+    #[cfg(not(unix))]
+    0
 }

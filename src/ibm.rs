@@ -63,9 +63,13 @@ pub struct Answer {
     pub secret: Secret<String>,
 }
 
+/// The store a `get` reads, opened only when the token cache cannot answer.
+pub type OpenStore<'a> = Box<dyn FnOnce() -> Result<Option<Box<dyn SecretStore + 'a>>> + 'a>;
+
 /// The answer for `host`. `Error::NotFound` when nothing is stored or
 /// mintable for it (the debug log says why); never a network call then.
-pub fn get(env: &Env, host: IbmHost, now: u64) -> Result<Answer, Error> {
+/// `open_store` is called only when the token cache cannot answer.
+pub fn get(env: &Env, host: IbmHost, now: u64, open_store: OpenStore<'_>) -> Result<Answer, Error> {
     let dirs = env.dirs()?;
     let settings = Settings::load(&dirs.config)?;
     let mode = settings.mode(env, host)?;
@@ -78,7 +82,7 @@ pub fn get(env: &Env, host: IbmHost, now: u64) -> Result<Answer, Error> {
     }
     let epoch = cache.epoch(host.name());
 
-    let store = store::open_for_read(env)?;
+    let store = open_store()?;
     let mut key = None;
     if let Some(record) = read(&store, host.name())? {
         match Kind::of(&record.username) {
@@ -247,7 +251,7 @@ fn cached(
     })
 }
 
-fn read(store: &Option<Box<dyn SecretStore>>, key: &str) -> Result<Option<Record>> {
+fn read(store: &Option<Box<dyn SecretStore + '_>>, key: &str) -> Result<Option<Record>> {
     match store {
         Some(store) => store.get(key),
         None => Ok(None),
@@ -701,5 +705,211 @@ impl Minting {
             .ok_or_else(|| anyhow!("no account id"))?;
         self.minter()?
             .delete_registry_token(&api, &access, &account, id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The decision table of ../shared/decisions.md §4 above an in-memory
+    //! store, with a fixed clock; nothing here may touch the network (the
+    //! endpoints point at a closed port, so a mint would fail the test).
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use std::cell::Cell;
+    use std::ffi::OsString;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn env(tag: &str, extra: &[(&str, &str)]) -> Env {
+        let home = std::env::temp_dir().join(format!("ibmcr-ibm-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        let mut vars: Vec<(String, String)> = vec![
+            ("IBMCR_HOME".into(), home.to_string_lossy().into_owned()),
+            (
+                "IBMCLOUD_IAM_API_ENDPOINT".into(),
+                "http://127.0.0.1:9".into(),
+            ),
+            (
+                "IBMCLOUD_CR_API_ENDPOINT".into(),
+                "http://127.0.0.1:9".into(),
+            ),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Env::from_lookup(
+            |n| {
+                vars.iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| OsString::from(v))
+            },
+            false,
+        )
+        .unwrap()
+    }
+
+    fn put(store: &MemoryStore, key: &str, username: &str, secret: &str) {
+        let record = Record {
+            username: username.into(),
+            secret: Secret::new(secret.into()),
+            stored_at: 0,
+        };
+        store.put(key, &record).unwrap();
+    }
+
+    /// An unsigned JWT with these claims (the helper never checks signatures).
+    fn jwt_with(claims: serde_json::Value) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let b64 = |b: &[u8]| -> String {
+            b.chunks(3)
+                .flat_map(|c| {
+                    let n =
+                        c.iter().fold(0u32, |n, &x| n << 8 | u32::from(x)) << (8 * (3 - c.len()));
+                    (0..=c.len()).map(move |i| A[(n >> (18 - 6 * i) & 63) as usize] as char)
+                })
+                .collect()
+        };
+        format!(
+            "{}.{}.sig",
+            b64(b"{\"alg\":\"none\"}"),
+            b64(claims.to_string().as_bytes())
+        )
+    }
+
+    fn jwt(exp: u64) -> String {
+        jwt_with(serde_json::json!({ "exp": exp }))
+    }
+
+    fn answer(env: &Env, host: &str, store: &MemoryStore) -> Result<Answer, Error> {
+        super::get(
+            env,
+            IbmHost::lookup(host).unwrap(),
+            NOW,
+            Box::new(move || Ok(Some(Box::new(store)))),
+        )
+    }
+
+    #[test]
+    fn a_fresh_cached_token_answers_without_opening_the_store() {
+        let env = env("cached", &[]);
+        let mut cache = Cache::default();
+        let keys = TokenKeys::new(
+            &env,
+            IbmHost::lookup("us.icr.io").unwrap(),
+            "fp",
+            TokenAccess::ReadWrite,
+        )
+        .unwrap();
+        cache.iam.insert(
+            keys.iam_key.clone(),
+            Minted {
+                token: Secret::new("cached-token".into()),
+                minted_at: NOW - 60,
+                expires_at: NOW + 3540,
+                account: None,
+                id: None,
+                host: None,
+                iam: None,
+            },
+        );
+        let entry = HostEntry {
+            source: KeySource::Host,
+            fingerprint: "fp".into(),
+            mode: Mode::Bearer,
+            token: TokenRef::Iam(keys.iam_key),
+        };
+        cache.hosts.insert("us.icr.io".into(), entry);
+        cache.save(&env.dirs().unwrap().cache, NOW).unwrap();
+        let opened = Cell::new(false);
+        let answer = super::get(
+            &env,
+            IbmHost::lookup("us.icr.io").unwrap(),
+            NOW,
+            Box::new(|| {
+                opened.set(true);
+                Ok(None)
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            (answer.username.as_str(), answer.secret.expose().as_str()),
+            ("iambearer", "cached-token")
+        );
+        assert!(!opened.get(), "the store (keyring) was not opened");
+        // Another mode is not answered from that entry.
+        let apikey = self::env("cached-2", &[("IBMCR_MODE", "apikey")]);
+        assert!(cached(
+            &cache,
+            &apikey,
+            IbmHost::lookup("us.icr.io").unwrap(),
+            Mode::ApiKey,
+            TokenAccess::ReadWrite,
+            NOW
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn stored_credentials_follow_the_table() {
+        let env = env("table", &[]);
+        let store = MemoryStore::default();
+        put(&store, "us.icr.io", "token", &jwt(NOW + 10));
+        put(&store, "de.icr.io", "token", &jwt(NOW - 10));
+        put(&store, "uk.icr.io", "iambearer", &jwt(NOW + 10));
+        put(&store, "au.icr.io", "iamrefresh", "r");
+        put(&store, "jp.icr.io", "iam-Profile-1", "k");
+        put(&store, "ca.icr.io", "someone", "s");
+        for (host, username) in [
+            ("us.icr.io", "token"),
+            ("uk.icr.io", "iambearer"),
+            ("au.icr.io", "iamrefresh"),
+            ("jp.icr.io", "iam-Profile-1"),
+            ("ca.icr.io", "someone"),
+        ] {
+            assert_eq!(
+                answer(&env, host, &store).unwrap().username,
+                username,
+                "{host}"
+            );
+        }
+        // Expired, and no key anywhere: not found, no network.
+        assert!(matches!(
+            answer(&env, "de.icr.io", &store),
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(
+            answer(&env, "es.icr.io", &store),
+            Err(Error::NotFound)
+        ));
+    }
+
+    #[test]
+    fn key_sources_host_then_global_then_environment() {
+        let env = env(
+            "keys",
+            &[("IBMCR_MODE", "apikey"), ("IC_API_KEY", "from-env")],
+        );
+        let store = MemoryStore::default();
+        let key = |host| answer(&env, host, &store).unwrap().secret.expose().clone();
+        assert_eq!(key("us.icr.io"), "from-env");
+        put(&store, "icr.io", "iamapikey", "global");
+        assert_eq!(key("us.icr.io"), "global");
+        put(&store, "icr.io", "token", &jwt(NOW + 10)); // only an API key at icr.io serves others
+        assert_eq!(key("us.icr.io"), "from-env");
+        put(&store, "us.icr.io", "iamapikey", "own");
+        assert_eq!(key("us.icr.io"), "own");
+        put(&store, "de.icr.io", "token", &jwt(NOW - 1)); // expired: a key takes over
+        let answer = answer(&env, "de.icr.io", &store).unwrap();
+        assert_eq!(
+            (answer.username.as_str(), answer.secret.expose().as_str()),
+            ("iamapikey", "from-env")
+        );
+    }
+
+    #[test]
+    fn minted_from_api_key_reads_the_grant() {
+        let token = |grant: &str| Secret::new(jwt_with(serde_json::json!({ "grant_type": grant })));
+        assert!(minted_from_api_key(&token(APIKEY_GRANT)));
+        assert!(!minted_from_api_key(&token("password")));
+        assert!(!minted_from_api_key(&Secret::new("opaque".into())));
+        assert_eq!(jwt::expiry(&jwt(NOW)), Some(NOW), "the test tokens decode");
     }
 }

@@ -45,23 +45,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         };
     }
-    let uid = if matches!(action, Action::Configure(_)) {
-        real_uid()
-    } else {
-        0
-    };
     let result = Env::from_process().map_err(Error::from).and_then(|env| {
         log::init(env.debug);
         #[allow(clippy::disallowed_methods)] // main reads the clock for everyone
         let now = SystemTime::now();
-        helper::run(
-            action,
-            &mut std::io::stdin().lock(),
-            &mut stdout,
-            &env,
-            now,
-            uid,
-        )
+        helper::run(action, &mut std::io::stdin().lock(), &mut stdout, &env, now)
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,17 +63,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The real user id, for `/run/containers/<uid>/auth.json`.
-fn real_uid() -> u32 {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .unwrap_or(0)
-    }
-    #[cfg(not(unix))]
-    0
 }

@@ -40,6 +40,25 @@ pub trait SecretStore {
     fn name(&self) -> &'static str;
 }
 
+/// A borrowed store is a store (tests keep theirs to inspect it afterwards).
+impl<T: SecretStore + ?Sized> SecretStore for &T {
+    fn get(&self, key: &str) -> Result<Option<Record>> {
+        (**self).get(key)
+    }
+    fn put(&self, key: &str, record: &Record) -> Result<()> {
+        (**self).put(key, record)
+    }
+    fn remove(&self, key: &str) -> Result<bool> {
+        (**self).remove(key)
+    }
+    fn list(&self) -> Result<BTreeMap<String, String>> {
+        (**self).list()
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}
+
 /// Where the backend chosen by `IBMCR_STORE=auto` is recorded.
 fn backend_file(env: &Env) -> Result<PathBuf> {
     Ok(env.dirs()?.data.join("backend"))
