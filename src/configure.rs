@@ -121,7 +121,10 @@ impl Options {
                 "--creds-store" => options.creds_store = true,
                 "--help" | "-h" => return Ok(None),
                 other if other.starts_with('-') => {
-                    bail!("unknown option for configure: {} ({USAGE})", clean(other))
+                    bail!(
+                        "unknown option for configure: {} ({USAGE})",
+                        crate::log::quoted(other)
+                    )
                 }
                 // Not echoed: a stray argument may be a pasted secret.
                 _ => bail!("configure takes no arguments ({USAGE})"),
@@ -355,10 +358,12 @@ impl Plan {
                     self.hosts += 1;
                 }
                 Some(Value::String(s)) if s == HELPER_NAME => {}
-                Some(Value::String(s)) => self.foreign.push(format!("{host}={}", clean(s))),
+                Some(Value::String(s)) => self
+                    .foreign
+                    .push(format!("{host}={}", crate::log::quoted(s))),
                 Some(other) => self
                     .foreign
-                    .push(format!("{host}={}", clean(&other.to_string()))),
+                    .push(format!("{host}={}", crate::log::quoted(&other.to_string()))),
             }
         }
         Ok(())
@@ -400,9 +405,10 @@ impl Plan {
             StoreChange::Set | StoreChange::Removed => {
                 parts.push(format!("{CREDS_STORE}={HELPER_NAME}"))
             }
-            StoreChange::Replaced(old) => {
-                parts.push(format!("{CREDS_STORE}={HELPER_NAME} (was {})", clean(old)))
-            }
+            StoreChange::Replaced(old) => parts.push(format!(
+                "{CREDS_STORE}={HELPER_NAME} (was {})",
+                crate::log::quoted(old)
+            )),
             _ => {}
         }
         if self.hosts > 0 {
@@ -419,7 +425,7 @@ impl Plan {
                 out,
                 "kept {CREDS_STORE}={} in {shown}: docker asks it for every other registry; \
                  `configure --creds-store` replaces it",
-                clean(old)
+                crate::log::quoted(old)
             )?;
         }
         if !self.foreign.is_empty() {
@@ -720,11 +726,6 @@ fn diff_lines<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<Op<'a>> {
     }
     ops.extend(a[a.len() - suffix..].iter().map(|l| Op::Same(l)));
     ops
-}
-
-/// A value of a file made safe for a one-line message: no control characters, bounded.
-fn clean(value: &str) -> String {
-    value.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 fn is_permission_denied(e: &anyhow::Error) -> bool {

@@ -195,14 +195,14 @@ impl Env {
             Some("file") => StoreChoice::File,
             Some(other) => bail!(
                 "{IBMCR_STORE} must be auto, keyring or file, not `{}`",
-                clean(other)
+                crate::log::quoted(other)
             ),
         };
         let mode = text(IBMCR_MODE)?.map_or(Ok(None), |v| {
             Mode::parse(&v).map(Some).ok_or_else(|| {
                 format!(
                     "{IBMCR_MODE} must be bearer, apikey or registry-token, not `{}`",
-                    clean(&v)
+                    crate::log::quoted(&v)
                 )
             })
         });
@@ -210,7 +210,7 @@ impl Env {
             TokenAccess::parse(&v).map(Some).ok_or_else(|| {
                 format!(
                     "{IBMCR_TOKEN_ACCESS} must be readwrite or readonly, not `{}`",
-                    clean(&v)
+                    crate::log::quoted(&v)
                 )
             })
         });
@@ -285,11 +285,6 @@ impl Env {
             .as_ref()
             .with_context(|| format!("no home directory: set HOME or {IBMCR_HOME}"))
     }
-}
-
-/// A setting's value made safe for a one-line message: no control characters, bounded.
-fn clean(value: &str) -> String {
-    value.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! store, else mint from an API key, under one lock so that many parallel
 //! `get`s make one mint.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -112,9 +113,7 @@ pub fn get(env: &Env, host: IbmHost, now: u64, open_store: OpenStore<'_>) -> Res
         }
     }
     if key.is_none() && !host.is_global() {
-        key = read(&store, GLOBAL_HOST)?
-            .filter(|r| Kind::of(&r.username) == Kind::ApiKey)
-            .map(|r| (r.secret, KeySource::Global));
+        key = api_key(read(&store, GLOBAL_HOST)?).map(|k| (k, KeySource::Global));
     }
     if key.is_none() {
         key = env
@@ -258,6 +257,13 @@ fn read(store: &Option<Box<dyn SecretStore + '_>>, key: &str) -> Result<Option<R
     }
 }
 
+/// The API key a record holds, if it holds one.
+fn api_key(record: Option<Record>) -> Option<Secret<String>> {
+    record
+        .filter(|r| Kind::of(&r.username) == Kind::ApiKey)
+        .map(|r| r.secret)
+}
+
 /// `store` for an IBM host: keeps what the user gave, except a token this
 /// helper minted (`docker login` with no flags does `get`, then `store`s the
 /// answer back: it must not replace the API key it was minted from).
@@ -316,33 +322,19 @@ pub fn erase(env: &Env, host: IbmHost, now: u64) -> Result<(), Error> {
     }
     let minted: Vec<(String, Minted)> = cache::with_locked(&dirs.cache, now, |c| {
         c.invalidate(host.name(), host.is_global());
-        let mine: Vec<String> = c
-            .registry
-            .iter()
-            .filter(|(_, m)| m.host.as_deref() == Some(host.name()))
-            .map(|(k, _)| k.clone())
-            .collect();
-        mine.into_iter()
-            .filter_map(|k| c.registry.remove(&k).map(|m| (k, m)))
-            .collect()
+        let (mine, others): (BTreeMap<_, _>, _) = std::mem::take(&mut c.registry)
+            .into_iter()
+            .partition(|(_, m)| m.host.as_deref() == Some(host.name()));
+        c.registry = others;
+        mine.into_iter().collect()
     })?;
     if minted.is_empty() {
         return Ok(());
     }
     // Keys that may have minted them: the erased record's, the global one, the environment's.
     let mut keys: Vec<Secret<String>> = Vec::new();
-    keys.extend(
-        record
-            .filter(|r| Kind::of(&r.username) == Kind::ApiKey)
-            .map(|r| r.secret),
-    );
-    keys.extend(
-        read(&store, GLOBAL_HOST)
-            .ok()
-            .flatten()
-            .filter(|r| Kind::of(&r.username) == Kind::ApiKey)
-            .map(|r| r.secret),
-    );
+    keys.extend(api_key(record));
+    keys.extend(api_key(read(&store, GLOBAL_HOST).ok().flatten()));
     keys.extend(env.api_key.as_ref().map(|k| k.key.clone()));
     let mut minting = Minting::new(env, host, now, (0, 0))?;
     for (rkey, token) in minted {

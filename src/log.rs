@@ -36,6 +36,12 @@ pub fn one_line(s: &str) -> String {
         .collect()
 }
 
+/// A value the user gave (a setting, an option, a file's field) made safe
+/// to quote in a one-line message: no control characters, at most 64 of them.
+pub fn quoted(value: &str) -> String {
+    value.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
 /// `debug!("target", "format", args…)`: a debug record when enabled.
 #[macro_export]
 macro_rules! debug {
