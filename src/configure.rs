@@ -594,15 +594,7 @@ fn redacted(doc: &Value) -> Value {
 /// `http://user:pass@proxy:3128` → `http://****@proxy:3128`, in every string of `value`.
 fn redact_url_userinfo(value: &mut Value) {
     match value {
-        Value::String(s) => {
-            if let Some(scheme_end) = s.find("://") {
-                let start = scheme_end + 3;
-                let authority_end = s[start..].find('/').map_or(s.len(), |i| start + i);
-                if let Some(at) = s[start..authority_end].rfind('@') {
-                    s.replace_range(start..start + at, REDACTED);
-                }
-            }
-        }
+        Value::String(s) => *s = crate::log::redact_userinfo(s),
         Value::Array(items) => items.iter_mut().for_each(redact_url_userinfo),
         Value::Object(map) => map.values_mut().for_each(redact_url_userinfo),
         _ => {}

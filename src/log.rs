@@ -42,6 +42,20 @@ pub fn quoted(value: &str) -> String {
     value.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
+/// A URL for a message: `scheme://****@host…` when it carries a user name or
+/// password (a proxy URL, an endpoint someone pasted with credentials).
+pub fn redact_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}://****@{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// `debug!("target", "format", args…)`: a debug record when enabled.
 #[macro_export]
 macro_rules! debug {

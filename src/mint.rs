@@ -81,7 +81,7 @@ impl Endpoint {
     pub fn parse(url: &str) -> Result<Endpoint> {
         let trimmed = url.trim().trim_end_matches('/');
         // Never echo a query or fragment: it is where a pasted secret would sit.
-        let shown = clean(&redact_userinfo(
+        let shown = clean(&crate::log::redact_userinfo(
             trimmed.split(['?', '#']).next().unwrap_or_default(),
         ));
         if trimmed.is_empty() {
@@ -804,20 +804,6 @@ fn is_loopback_host(host: &str) -> bool {
 /// value, a path segment and in a message.
 fn is_plain(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_SERVER_TEXT && s.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// A URL for a message: `scheme://****@host…` when it carries a user name or
-/// password.
-fn redact_userinfo(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}://****@{}", &url[..scheme_end], &rest[at + 1..]),
-        None => url.to_string(),
-    }
 }
 
 /// A user-supplied value made safe for a one-line message.
