@@ -3,14 +3,15 @@
 //! and never touches the keyring or the network.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::str::FromStr;
 
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 
-use crate::env::Mode;
 use crate::secret::Secret;
+use crate::settings::{Mode, TokenAccess};
 use crate::{debug, fsutil};
 
 /// Version of the cache file format.
@@ -21,15 +22,206 @@ pub const MAX_MARGIN: u64 = 5 * 60;
 pub const FAILURE_TTL: u64 = 10;
 /// How long a refused registry-token creation is remembered.
 pub const REFUSAL_TTL: u64 = 24 * 60 * 60;
-/// How long a process waits for another one's mint.
-pub const LOCK_WAIT: Duration = Duration::from_secs(20);
 
-/// The first 16 hex digits of the SHA-256 of an API key: names the key in
-/// cache keys without revealing it.
-pub fn fingerprint(key: &Secret<String>) -> String {
-    let digest = Sha256::digest(key.expose().as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+/// Names a secret without revealing it: the first 16 hex digits of its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// The fingerprint of `secret`.
+    pub fn of(secret: &Secret<String>) -> Fingerprint {
+        let digest = Sha256::digest(secret.expose().as_bytes());
+        Fingerprint(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
+
+/// What minted a token. Only an API key today; each further source of an
+/// IAM token (a CR token with a trusted profile, a VPC instance identity,
+/// an `ibmcloud login` session) is a variant of its own, spelled
+/// `<kind>:<fingerprint>` in a key, so no two kinds can share a token.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Identity {
+    /// An IAM API key; spelled as its bare fingerprint (the format of v1).
+    ApiKey(Fingerprint),
+}
+
+impl Identity {
+    /// The fingerprint that names the identity's secret.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        match self {
+            Identity::ApiKey(f) => f,
+        }
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::ApiKey(fingerprint) => f.write_str(fingerprint.as_str()),
+        }
+    }
+}
+
+impl FromStr for Identity {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Identity, ()> {
+        let hex = !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+        hex.then(|| Identity::ApiKey(Fingerprint(s.to_string())))
+            .ok_or(())
+    }
+}
+
+/// Where an IAM access token lives: one per (IAM endpoint, identity), and it
+/// serves every region. On disk `<endpoint>|<identity>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IamKey {
+    /// The IAM base URL.
+    pub endpoint: String,
+    /// What minted it.
+    pub identity: Identity,
+}
+
+/// Where a registry token lives: (registry API base, identity, access). On
+/// disk `<api>|<identity>|<access>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RegistryKey {
+    /// The registry API base URL.
+    pub api: String,
+    /// What minted the IAM token it was created with.
+    pub identity: Identity,
+    /// Read-write or read-only.
+    pub access: TokenAccess,
+}
+
+/// Where a refusal of registry-token creation is remembered: (registry API
+/// base, identity), whatever the access. On disk `<api>|<identity>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RefusalKey {
+    /// The registry API base URL.
+    pub api: String,
+    /// Whose creation was refused.
+    pub identity: Identity,
+}
+
+/// A mint that can fail, for [`Cache::recent_failure`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MintKey {
+    /// An IAM access token.
+    Iam(IamKey),
+    /// A registry token.
+    Registry(RegistryKey),
+}
+
+impl fmt::Display for IamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}|{}", self.endpoint, self.identity)
+    }
+}
+
+impl FromStr for IamKey {
+    type Err = ();
+    fn from_str(s: &str) -> Result<IamKey, ()> {
+        let (endpoint, identity) = s.rsplit_once('|').ok_or(())?;
+        Ok(IamKey {
+            endpoint: endpoint.to_string(),
+            identity: identity.parse()?,
+        })
+    }
+}
+
+impl fmt::Display for RegistryKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (api, identity, access) = (&self.api, &self.identity, self.access.as_str());
+        write!(f, "{api}|{identity}|{access}")
+    }
+}
+
+impl FromStr for RegistryKey {
+    type Err = ();
+    fn from_str(s: &str) -> Result<RegistryKey, ()> {
+        let (rest, access) = s.rsplit_once('|').ok_or(())?;
+        let RefusalKey { api, identity } = rest.parse()?;
+        let access = TokenAccess::parse(access).ok_or(())?;
+        Ok(RegistryKey {
+            api,
+            identity,
+            access,
+        })
+    }
+}
+
+impl RegistryKey {
+    /// The key under which a refusal for this token is remembered.
+    pub fn refusal(&self) -> RefusalKey {
+        RefusalKey {
+            api: self.api.clone(),
+            identity: self.identity.clone(),
+        }
+    }
+}
+
+impl fmt::Display for RefusalKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}|{}", self.api, self.identity)
+    }
+}
+
+impl FromStr for RefusalKey {
+    type Err = ();
+    fn from_str(s: &str) -> Result<RefusalKey, ()> {
+        let IamKey { endpoint, identity } = s.parse()?;
+        Ok(RefusalKey {
+            api: endpoint,
+            identity,
+        })
+    }
+}
+
+impl fmt::Display for MintKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MintKey::Iam(k) => k.fmt(f),
+            MintKey::Registry(k) => k.fmt(f),
+        }
+    }
+}
+
+impl FromStr for MintKey {
+    type Err = ();
+    /// A registry key ends in an access word, which no identity spells.
+    fn from_str(s: &str) -> Result<MintKey, ()> {
+        match s.parse() {
+            Ok(registry) => Ok(MintKey::Registry(registry)),
+            Err(()) => s.parse().map(MintKey::Iam),
+        }
+    }
+}
+
+/// Keys are JSON strings in their on-disk spelling; one that does not parse
+/// makes the file corrupt (and so ignored, as any corrupt cache is).
+macro_rules! serde_as_string {
+    ($($key:ty),*) => {$(
+        impl serde::Serialize for $key {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $key {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse()
+                    .map_err(|()| serde::de::Error::custom("malformed cache key"))
+            }
+        }
+    )*};
+}
+serde_as_string!(IamKey, RegistryKey, RefusalKey, MintKey);
 
 /// Where a host's API key came from.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -47,10 +239,10 @@ pub enum KeySource {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenRef {
-    /// A key of [`Cache::iam`].
-    Iam(String),
-    /// A key of [`Cache::registry`].
-    Registry(String),
+    /// An IAM access token.
+    Iam(IamKey),
+    /// A registry token.
+    Registry(RegistryKey),
 }
 
 /// Host → how its answer was found, so a `get` needs no store read.
@@ -58,8 +250,8 @@ pub enum TokenRef {
 pub struct HostEntry {
     /// The key's source.
     pub source: KeySource,
-    /// [`fingerprint`] of the key.
-    pub fingerprint: String,
+    /// [`Fingerprint`] of the key.
+    pub fingerprint: Fingerprint,
     /// The mode the answer was minted for.
     pub mode: Mode,
     /// The token.
@@ -84,9 +276,9 @@ pub struct Minted {
     /// Registry tokens: the host it was minted for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
-    /// Registry tokens: the IAM token key that can revoke it.
+    /// Registry tokens: the IAM token that can revoke it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iam: Option<String>,
+    pub iam: Option<IamKey>,
 }
 
 /// How usable a minted token is at some instant.
@@ -117,38 +309,37 @@ impl Minted {
 
 /// A failed mint, answered to waiters until `until`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Failure {
+struct Failure {
     /// The error's one line (never holds a secret).
-    pub message: String,
+    message: String,
     /// Unix seconds.
-    pub until: u64,
+    until: u64,
 }
 
-/// The cache file's contents.
+/// The cache file's contents. Every change goes through a method, so the
+/// invariants (a host points at a token that exists, a new token clears its
+/// failure, a changed credential bumps its epoch) hold in one place.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cache {
     /// Format version.
-    pub v: u32,
+    v: u32,
     /// Host → answer.
     #[serde(default)]
-    pub hosts: BTreeMap<String, HostEntry>,
-    /// `<iam endpoint>|<fingerprint>` → access token.
+    hosts: BTreeMap<String, HostEntry>,
     #[serde(default)]
-    pub iam: BTreeMap<String, Minted>,
-    /// `<api base>|<fingerprint>|<access>` → registry token.
+    iam: BTreeMap<IamKey, Minted>,
     #[serde(default)]
-    pub registry: BTreeMap<String, Minted>,
-    /// Token key → recent failure.
+    registry: BTreeMap<RegistryKey, Minted>,
     #[serde(default)]
-    pub failures: BTreeMap<String, Failure>,
-    /// `<api base>|<fingerprint>` → Unix seconds until which creation counts as refused.
+    failures: BTreeMap<MintKey, Failure>,
+    /// Unix seconds until which creation counts as refused.
     #[serde(default)]
-    pub refused: BTreeMap<String, u64>,
+    refused: BTreeMap<RefusalKey, u64>,
     /// Host (or `*` for every host) → how often its stored credential changed.
     /// A `get` remembers a host only if no `store` or `erase` ran since it
     /// read the store.
     #[serde(default)]
-    pub epochs: BTreeMap<String, u64>,
+    epochs: BTreeMap<String, u64>,
 }
 
 /// A host's [`Cache::epoch`].
@@ -223,12 +414,58 @@ impl Cache {
         });
     }
 
+    /// How `host` was last answered.
+    pub fn host(&self, host: &str) -> Option<&HostEntry> {
+        self.hosts.get(host)
+    }
+
+    /// Remembers how `host` is answered, unless its stored credentials
+    /// changed since `epoch` was read (its key may be gone): then false.
+    pub fn remember(&mut self, host: &str, epoch: Epoch, entry: HostEntry) -> bool {
+        let current = self.epoch(host) == epoch;
+        if current {
+            self.hosts.insert(host.to_string(), entry);
+        }
+        current
+    }
+
     /// The minted token a host entry points at.
     pub fn token(&self, r: &TokenRef) -> Option<&Minted> {
         match r {
             TokenRef::Iam(k) => self.iam.get(k),
             TokenRef::Registry(k) => self.registry.get(k),
         }
+    }
+
+    /// The IAM access token under `key`.
+    pub fn iam(&self, key: &IamKey) -> Option<&Minted> {
+        self.iam.get(key)
+    }
+
+    /// The registry token under `key`.
+    pub fn registry(&self, key: &RegistryKey) -> Option<&Minted> {
+        self.registry.get(key)
+    }
+
+    /// Keeps a freshly minted IAM access token; its failures are forgotten.
+    pub fn put_iam(&mut self, key: IamKey, minted: Minted) {
+        self.failures.remove(&MintKey::Iam(key.clone()));
+        self.iam.insert(key, minted);
+    }
+
+    /// Keeps a freshly created registry token; its failures are forgotten.
+    pub fn put_registry(&mut self, key: RegistryKey, minted: Minted) {
+        self.failures.remove(&MintKey::Registry(key.clone()));
+        self.registry.insert(key, minted);
+    }
+
+    /// Takes out every registry token minted for `host` (to revoke them).
+    pub fn take_registry_tokens(&mut self, host: &str) -> Vec<(RegistryKey, Minted)> {
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.registry)
+            .into_iter()
+            .partition(|(_, m)| m.host.as_deref() == Some(host));
+        self.registry = others.into_iter().collect();
+        mine
     }
 
     /// True when `secret` is a token this helper minted and still holds.
@@ -241,19 +478,19 @@ impl Cache {
 
     /// The failure of a mint for `key` within the last [`FAILURE_TTL`] seconds,
     /// answered to waiters instead of asking again.
-    pub fn recent_failure(&self, key: &str, now: u64) -> Option<anyhow::Error> {
+    pub fn recent_failure(&self, key: &MintKey, now: u64) -> Option<anyhow::Error> {
         let failure = self.failures.get(key).filter(|f| f.until > now)?;
         Some(anyhow::anyhow!("{}", failure.message))
     }
 
     /// Remembers that a mint for `key` failed with `error`.
-    pub fn record_failure(&mut self, key: &str, error: &anyhow::Error, now: u64) {
+    pub fn record_failure(&mut self, key: MintKey, error: &anyhow::Error, now: u64) {
         let message = crate::log::one_line(&format!("{error:#}"));
         let failure = Failure {
             message,
             until: now + FAILURE_TTL,
         };
-        self.failures.insert(key.to_string(), failure);
+        self.failures.insert(key, failure);
     }
 
     /// Forgets how `host` is answered; for `icr.io`, also every host answered
@@ -274,8 +511,13 @@ impl Cache {
     }
 
     /// True while a refusal of registry-token creation is remembered.
-    pub fn refused(&self, key: &str, now: u64) -> bool {
+    pub fn refused(&self, key: &RefusalKey, now: u64) -> bool {
         self.refused.get(key).is_some_and(|until| *until > now)
+    }
+
+    /// Remembers a refusal of registry-token creation until `until`.
+    pub fn refuse(&mut self, key: RefusalKey, until: u64) {
+        self.refused.insert(key, until);
     }
 }
 
@@ -283,8 +525,8 @@ impl Cache {
 /// dir cannot be written, runs `change` on an unsaved copy: the answer is
 /// still given, just not cached.
 pub fn with_locked<T>(dir: &Path, now: u64, change: impl FnOnce(&mut Cache) -> T) -> Result<T> {
-    let locked =
-        fsutil::ensure_private_dir(dir).and_then(|()| fsutil::lock(&lock_path(dir), LOCK_WAIT));
+    let locked = fsutil::ensure_private_dir(dir)
+        .and_then(|()| fsutil::lock(&lock_path(dir), fsutil::LOCK_WAIT));
     let _guard = match locked {
         Ok(guard) => guard,
         Err(e) if e.is::<fsutil::LooseMode>() || e.is::<fsutil::LockTimeout>() => return Err(e),
@@ -320,6 +562,10 @@ mod tests {
         }
     }
 
+    fn identity(key: &str) -> Identity {
+        Identity::ApiKey(Fingerprint::of(&Secret::new(key.into())))
+    }
+
     #[test]
     fn freshness_margin_is_a_tenth_capped_at_five_minutes() {
         let hour = minted(0, 3600); // margin 300 s (10 % = 360, capped)
@@ -334,12 +580,90 @@ mod tests {
 
     #[test]
     fn fingerprint_is_stable_and_hides_the_key() {
-        let fp = fingerprint(&Secret::new("canary-api-key".into()));
-        assert_eq!(fp.len(), 16);
-        assert_eq!(fp, fingerprint(&Secret::new("canary-api-key".into())));
-        assert_ne!(fp, fingerprint(&Secret::new("other".into())));
+        let fp = Fingerprint::of(&Secret::new("canary-api-key".into()));
+        assert_eq!(fp.as_str().len(), 16);
+        assert_eq!(fp, Fingerprint::of(&Secret::new("canary-api-key".into())));
+        assert_ne!(fp, Fingerprint::of(&Secret::new("other".into())));
         // sha256("abc") starts ba7816bf8f01cfea
-        assert_eq!(fingerprint(&Secret::new("abc".into())), "ba7816bf8f01cfea");
+        assert_eq!(
+            Fingerprint::of(&Secret::new("abc".into())).as_str(),
+            "ba7816bf8f01cfea"
+        );
+    }
+
+    #[test]
+    fn keys_keep_the_v1_spelling_and_parse_back() {
+        let identity = identity("abc");
+        let iam = IamKey {
+            endpoint: "https://iam.cloud.ibm.com".into(),
+            identity: identity.clone(),
+        };
+        let registry = RegistryKey {
+            api: "https://us.icr.io".into(),
+            identity,
+            access: TokenAccess::ReadOnly,
+        };
+        let spelled = [
+            (
+                MintKey::Iam(iam.clone()),
+                "https://iam.cloud.ibm.com|ba7816bf8f01cfea",
+            ),
+            (
+                MintKey::Registry(registry.clone()),
+                "https://us.icr.io|ba7816bf8f01cfea|readonly",
+            ),
+        ];
+        for (key, text) in spelled {
+            assert_eq!(key.to_string(), text);
+            assert_eq!(text.parse::<MintKey>(), Ok(key));
+        }
+        assert_eq!(
+            registry.refusal().to_string(),
+            "https://us.icr.io|ba7816bf8f01cfea"
+        );
+        for bad in [
+            "",
+            "no-bar",
+            "https://x|",
+            "https://x|not hex",
+            "https://x|ab|rw",
+        ] {
+            assert!(bad.parse::<MintKey>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_cache_written_before_typed_keys_still_loads() {
+        let v1 = r#"{"v":1,
+            "hosts":{"us.icr.io":{"source":{"env":"IC_API_KEY"},"fingerprint":"ba7816bf8f01cfea",
+                "mode":"registry-token","token":{"registry":"https://us.icr.io|ba7816bf8f01cfea|readwrite"}}},
+            "iam":{"https://iam.cloud.ibm.com|ba7816bf8f01cfea":{"token":"t","minted_at":1,"expires_at":9,"account":"a"}},
+            "registry":{"https://us.icr.io|ba7816bf8f01cfea|readwrite":{"token":"r","minted_at":1,"expires_at":9,
+                "id":"j","host":"us.icr.io","iam":"https://iam.cloud.ibm.com|ba7816bf8f01cfea"}},
+            "failures":{"https://iam.cloud.ibm.com|ba7816bf8f01cfea":{"message":"m","until":5}},
+            "refused":{"https://de.icr.io|ba7816bf8f01cfea":7},
+            "epochs":{"us.icr.io":2}}"#;
+        let cache: Cache = serde_json::from_str(v1).unwrap();
+        let entry = cache.host("us.icr.io").unwrap();
+        let minted = cache.token(&entry.token).unwrap();
+        assert_eq!(minted.token.expose(), "r");
+        assert_eq!(
+            cache
+                .iam(minted.iam.as_ref().unwrap())
+                .unwrap()
+                .token
+                .expose(),
+            "t"
+        );
+        let refusal = RefusalKey {
+            api: "https://de.icr.io".into(),
+            identity: identity("abc"),
+        };
+        assert!(cache.refused(&refusal, 6) && !cache.refused(&refusal, 7));
+        let failed = MintKey::Iam(minted.iam.clone().unwrap());
+        assert!(cache.recent_failure(&failed, 4).is_some());
+        let back: Cache = serde_json::from_slice(&serde_json::to_vec(&cache).unwrap()).unwrap();
+        assert_eq!(back, cache, "what it writes, it reads");
     }
 
     #[test]
@@ -347,9 +671,12 @@ mod tests {
         let mut c = Cache::default();
         let entry = |source| HostEntry {
             source,
-            fingerprint: "f".into(),
+            fingerprint: identity("k").fingerprint().clone(),
             mode: Mode::Bearer,
-            token: TokenRef::Iam("k".into()),
+            token: TokenRef::Iam(IamKey {
+                endpoint: "https://iam".into(),
+                identity: identity("k"),
+            }),
         };
         c.hosts.insert("us.icr.io".into(), entry(KeySource::Global));
         c.hosts.insert("de.icr.io".into(), entry(KeySource::Host));
@@ -365,6 +692,7 @@ mod tests {
             before,
             "a get that read the old key must not cache"
         );
+        assert!(!c.remember("us.icr.io", before, entry(KeySource::Global)));
         let de = c.epoch("de.icr.io");
         c.invalidate("us.icr.io", false);
         assert_eq!(c.epoch("de.icr.io"), de);

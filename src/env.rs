@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use crate::secret::Secret;
+use crate::settings::{Mode, TokenAccess};
 
 /// Backend for stored credentials: `auto`, `keyring` or `file`.
 pub const IBMCR_STORE: &str = "IBMCR_STORE";
@@ -42,69 +43,6 @@ pub enum StoreChoice {
     Keyring,
     /// The 0600 file store, always.
     File,
-}
-
-/// What a `get` for an IBM host answers when an API key is known.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// A fresh IAM access token, as `iambearer` (the default).
-    Bearer,
-    /// The API key itself, as `iamapikey`; no network.
-    #[serde(rename = "apikey")]
-    ApiKey,
-    /// A registry token minted through the registry token API, as `token`.
-    RegistryToken,
-}
-
-impl Mode {
-    /// The setting's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Bearer => "bearer",
-            Mode::ApiKey => "apikey",
-            Mode::RegistryToken => "registry-token",
-        }
-    }
-
-    /// Parses the setting's spelling.
-    pub fn parse(s: &str) -> Option<Mode> {
-        match s {
-            "bearer" => Some(Mode::Bearer),
-            "apikey" => Some(Mode::ApiKey),
-            "registry-token" => Some(Mode::RegistryToken),
-            _ => None,
-        }
-    }
-}
-
-/// Access of minted registry tokens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenAccess {
-    /// Push and pull (`write=true`).
-    ReadWrite,
-    /// Pull only (`write=false`).
-    ReadOnly,
-}
-
-impl TokenAccess {
-    /// The setting's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TokenAccess::ReadWrite => "readwrite",
-            TokenAccess::ReadOnly => "readonly",
-        }
-    }
-
-    /// Parses the setting's spelling.
-    pub fn parse(s: &str) -> Option<TokenAccess> {
-        match s {
-            "readwrite" => Some(TokenAccess::ReadWrite),
-            "readonly" => Some(TokenAccess::ReadOnly),
-            _ => None,
-        }
-    }
 }
 
 /// An API key taken from the environment, with the variable it came from.

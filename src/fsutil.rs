@@ -150,6 +150,9 @@ pub struct LockGuard {
     _file: File,
 }
 
+/// How long a process waits for a lock another one holds (a mint, a store).
+pub const LOCK_WAIT: Duration = Duration::from_secs(20);
+
 /// Takes the exclusive lock on `path` (created 0600), waiting at most `wait`.
 pub fn lock(path: &Path, wait: Duration) -> Result<LockGuard> {
     let mut options = OpenOptions::new();

@@ -2,38 +2,50 @@
 //!
 //! # Design
 //!
-//! One process per request, as Docker runs credential helpers:
+//! One process per request, as Docker runs credential helpers. A `get`
+//! reads top to bottom through these modules:
 //!
 //! ```text
-//! argv ─▶ Action ─▶ stdin (protocol.rs) ─▶ ServerURL ─▶ IbmHost? (registry.rs)
-//!   not IBM ─▶ plain store: exact ServerURL key (store/)
-//!   IBM     ─▶ token cache (cache.rs) ── fresh? ─▶ answer     (no keyring, no network)
-//!              └▶ stored credential (store/) ─▶ as stored, or an API key
-//!                 └▶ mint under the cache lock (ibm.rs → mint.rs) ─▶ cache ─▶ answer
-//! stdout ◀─ {"ServerURL","Username","Secret"} or one error line (also on stderr)
+//! main.rs    argv ─▶ Action, Env read once, the clock, the exit code
+//! verbs.rs   route: stdin (protocol.rs) ─▶ ServerURL ─▶ Registry (registry.rs)
+//!   other    ─▶ plain store: exact ServerURL key (store/)
+//!   IBM      ─▶ ibm/: settings.rs ─▶ token cache (cache.rs) ── fresh? ─▶ answer
+//!                                        (no keyring, no network, no HTTP client)
+//!                 └▶ store/ (host, icr.io) + environment key ─▶ ibm/decide.rs
+//!                      └▶ ibm/minting.rs: cache lock, re-check, mint (mint/), remember
+//! protocol.rs stdout ◀─ {"ServerURL","Username","Secret"} or one error line
 //! ```
+//!
+//! Decisions are pure functions of what was read (`ibm/decide.rs`); I/O sits
+//! at the edges: `protocol.rs` owns stdin and stdout, `fsutil.rs` every
+//! private file, `store/` the keyring, `mint/` the network (the only module
+//! that imports reqwest, built only on a cache miss), `env.rs` the
+//! environment, `main.rs` the clock.
 //!
 //! Where secrets live: what users `store` goes to the OS keyring or a 0600
 //! file (`store/`); what the helper mints (IAM access tokens, registry
-//! tokens) goes to the 0600 token cache. Every secret is a [`Secret`] from
-//! the moment it is parsed: its `Debug` is redacted and it has no `Display`.
-//! Only `mint.rs` speaks HTTP, and only on a cache miss.
+//! tokens) goes to the 0600 token cache, under keys that name the identity
+//! that minted them by a fingerprint, never the secret. Every secret is a
+//! [`Secret`](secret::Secret) from the moment it is parsed: its `Debug` is
+//! redacted and it has no `Display`.
 #![deny(missing_docs)]
 
-pub mod cache;
-pub mod config;
-pub mod configure;
-pub mod env;
-pub mod fsutil;
-pub mod helper;
-pub mod ibm;
-pub mod jwt;
-pub mod log;
-pub mod mint;
-pub mod protocol;
-pub mod registry;
-pub mod secret;
-pub mod store;
+mod cache;
+mod configure;
+mod env;
+mod fsutil;
+mod ibm;
+mod jwt;
+mod log;
+mod mint;
+mod protocol;
+mod registry;
+mod secret;
+mod settings;
+mod store;
+mod verbs;
 
 pub use env::Env;
-pub use secret::Secret;
+pub use log::{init as init_log, say};
+pub use protocol::{usage, write_line, write_version, Action, Error, NAME};
+pub use verbs::run;

@@ -5,8 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use docker_credential_ibmcr::protocol::{self, Action, Error};
-use docker_credential_ibmcr::{helper, log, Env};
+use docker_credential_ibmcr::{self as ibmcr, Action, Env, Error};
 
 fn main() -> ExitCode {
     // A panic message could hold anything: say where, never what.
@@ -15,9 +14,9 @@ fn main() -> ExitCode {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let line = format!("{}: internal error{at}; please report it", protocol::NAME);
-        let _ = protocol::write_line(&mut std::io::stdout(), &line);
-        log::say(&line);
+        let line = format!("{}: internal error{at}; please report it", ibmcr::NAME);
+        let _ = ibmcr::write_line(&mut std::io::stdout(), &line);
+        ibmcr::say(&line);
     }));
     let args: Vec<String> = std::env::args_os()
         .skip(1)
@@ -27,15 +26,15 @@ fn main() -> ExitCode {
     let action = match Action::from_args(&args) {
         Ok(action) => action,
         Err(bad) => {
-            let _ = protocol::write_line(&mut stdout, &bad.to_string());
-            log::say(&bad.to_string()); // an error: stderr too (decisions §1)
+            let _ = ibmcr::write_line(&mut stdout, &bad.to_string());
+            ibmcr::say(&bad.to_string()); // an error: stderr too (decisions §1)
             return ExitCode::FAILURE;
         }
     };
     // Nothing in the environment can break these two.
     let plain = match action {
-        Action::Version => Some(protocol::write_version(&mut stdout)),
-        Action::Help => Some(protocol::write_line(&mut stdout, &protocol::usage())),
+        Action::Version => Some(ibmcr::write_version(&mut stdout)),
+        Action::Help => Some(ibmcr::write_line(&mut stdout, &ibmcr::usage())),
         _ => None,
     };
     if let Some(written) = plain {
@@ -46,19 +45,19 @@ fn main() -> ExitCode {
         };
     }
     let result = Env::from_process().map_err(Error::from).and_then(|env| {
-        log::init(env.debug);
+        ibmcr::init_log(env.debug);
         #[allow(clippy::disallowed_methods)] // main reads the clock for everyone
         let now = SystemTime::now();
-        helper::run(action, &mut std::io::stdin().lock(), &mut stdout, &env, now)
+        ibmcr::run(action, &mut std::io::stdin().lock(), &mut stdout, &env, now)
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let line = e.to_string();
-            let _ = protocol::write_line(&mut stdout, &line);
+            let _ = ibmcr::write_line(&mut stdout, &line);
             let _ = stdout.flush();
             if !matches!(e, Error::NotFound) {
-                log::say(&line);
+                ibmcr::say(&line);
             }
             ExitCode::FAILURE
         }

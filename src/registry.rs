@@ -158,15 +158,6 @@ impl IbmHost {
             })
     }
 
-    /// The global registry `icr.io`.
-    pub fn global() -> IbmHost {
-        IbmHost {
-            name: HOSTS[0].0,
-            region: HOSTS[0].1,
-            network: HOSTS[0].2,
-        }
-    }
-
     /// The canonical host name, e.g. `us.icr.io`: the store key for this host.
     pub fn name(self) -> &'static str {
         self.name
@@ -194,13 +185,26 @@ impl fmt::Display for IbmHost {
     }
 }
 
-/// The key a credential is stored under: the canonical host for IBM hosts,
-/// the exact string the client sent for every other registry (as the
-/// reference helpers do, so each client's store-then-get round-trips).
-pub fn store_key(server_url: &str) -> String {
-    match IbmHost::parse(server_url) {
-        Some(host) => host.name().to_string(),
-        None => server_url.to_string(),
+/// What a `ServerURL` names: an IBM host, or any other registry, for which
+/// the helper is a plain credential store. Each is also the key its
+/// credential is stored under: the canonical host for IBM hosts, the exact
+/// string the client sent for every other registry (as the reference
+/// helpers do, so each client's store-then-get round-trips).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registry<'a> {
+    /// One of IBM's hosts.
+    Ibm(IbmHost),
+    /// Anything else, as the client sent it.
+    Other(&'a str),
+}
+
+impl<'a> Registry<'a> {
+    /// Sorts a `ServerURL`.
+    pub fn parse(server_url: &'a str) -> Registry<'a> {
+        match IbmHost::parse(server_url) {
+            Some(host) => Registry::Ibm(host),
+            None => Registry::Other(server_url),
+        }
     }
 }
 
@@ -229,7 +233,7 @@ mod tests {
                     (host.name(), host.region(), host.network()),
                     (name, region, network)
                 );
-                assert_eq!(store_key(&form), name);
+                assert_eq!(Registry::parse(&form), Registry::Ibm(host));
             }
         }
     }
@@ -265,7 +269,7 @@ mod tests {
             "ftp://us.icr.io",
         ] {
             assert_eq!(IbmHost::parse(s), None, "{s:?}");
-            assert_eq!(store_key(s), s);
+            assert_eq!(Registry::parse(s), Registry::Other(s));
         }
     }
 
@@ -286,7 +290,9 @@ mod tests {
 
     #[test]
     fn global_is_icr_io() {
-        assert!(IbmHost::global().is_global());
-        assert_eq!(IbmHost::parse("ICR.IO").unwrap(), IbmHost::global());
+        let global = IbmHost::parse("ICR.IO").unwrap();
+        assert!(global.is_global());
+        assert_eq!(global.name(), GLOBAL_HOST);
+        assert!(!IbmHost::parse("us.icr.io").unwrap().is_global());
     }
 }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
@@ -13,7 +12,6 @@ use crate::fsutil;
 /// Version of the store file format.
 const VERSION: u32 = 1;
 /// How long a writer waits for another.
-const LOCK_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct Document {
@@ -67,7 +65,7 @@ impl FileStore {
 
     fn modify<T>(&self, change: impl FnOnce(&mut Document) -> T) -> Result<T> {
         fsutil::ensure_private_dir(&self.dir)?;
-        let _lock = fsutil::lock(&self.dir.join("store.lock"), LOCK_WAIT)?;
+        let _lock = super::lock(&self.dir)?;
         let mut doc = self.load()?;
         let out = change(&mut doc);
         let bytes = serde_json::to_vec_pretty(&doc).context("encoding the credential store")?;

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 
@@ -16,7 +15,6 @@ use crate::secret::Secret;
 /// The keyring service name of every entry.
 pub const KEYRING_SERVICE: &str = "docker-credential-ibmcr";
 const VERSION: u32 = 1;
-const LOCK_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Entry {
@@ -116,7 +114,7 @@ impl KeyringStore {
         change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<()>,
     ) -> Result<()> {
         fsutil::ensure_private_dir(&self.dir)?;
-        let _lock = fsutil::lock(&self.dir.join("store.lock"), LOCK_WAIT)?;
+        let _lock = super::lock(&self.dir)?;
         let mut index = self.load_index()?.unwrap_or_default();
         change(&mut index.entries)?;
         index.v = VERSION;

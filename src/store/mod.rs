@@ -3,8 +3,7 @@
 //! come here; they live in the token cache (`cache.rs`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -59,6 +58,12 @@ impl<T: SecretStore + ?Sized> SecretStore for &T {
     }
 }
 
+/// Holds the data dir's store lock: every read-modify-write of stored
+/// credentials (file store, keyring index, the first backend choice).
+fn lock(data_dir: &Path) -> Result<fsutil::LockGuard> {
+    fsutil::lock(&data_dir.join("store.lock"), fsutil::LOCK_WAIT)
+}
+
 /// Where the backend chosen by `IBMCR_STORE=auto` is recorded.
 fn backend_file(env: &Env) -> Result<PathBuf> {
     Ok(env.dirs()?.data.join("backend"))
@@ -111,7 +116,7 @@ pub fn open_for_write(env: &Env) -> Result<Box<dyn SecretStore>> {
                 let dir = &env.dirs()?.data;
                 fsutil::ensure_private_dir(dir)?;
                 // Two first stores at once must record one choice.
-                let _lock = fsutil::lock(&dir.join("store.lock"), Duration::from_secs(20))?;
+                let _lock = lock(dir)?;
                 if let Some(choice) = recorded(env)? {
                     return open(env, choice);
                 }

@@ -1,5 +1,6 @@
-//! Optional settings file `<config dir>/config.json`: the mode and token
-//! access, globally or per IBM host. The environment variables win.
+//! What a `get` for an IBM host answers ([`Mode`], [`TokenAccess`]) and the
+//! optional settings file `<config dir>/config.json` that sets them,
+//! globally or per IBM host. The environment variables win.
 //!
 //! ```json
 //! {"mode": "bearer", "token_access": "readwrite",
@@ -11,8 +12,73 @@ use std::path::Path;
 
 use anyhow::{anyhow, Result};
 
-use crate::env::{Env, Mode, TokenAccess};
+use crate::env::Env;
 use crate::registry::IbmHost;
+
+/// What a `get` for an IBM host answers when an API key is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// A fresh IAM access token, as `iambearer` (the default).
+    Bearer,
+    /// The API key itself, as `iamapikey`; no network.
+    #[serde(rename = "apikey")]
+    ApiKey,
+    /// A registry token minted through the registry token API, as `token`.
+    RegistryToken,
+}
+
+impl Mode {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Bearer => "bearer",
+            Mode::ApiKey => "apikey",
+            Mode::RegistryToken => "registry-token",
+        }
+    }
+
+    /// Parses the setting's spelling.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "bearer" => Some(Mode::Bearer),
+            "apikey" => Some(Mode::ApiKey),
+            "registry-token" => Some(Mode::RegistryToken),
+            _ => None,
+        }
+    }
+}
+
+/// Access of minted registry tokens.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenAccess {
+    /// Push and pull (`write=true`).
+    ReadWrite,
+    /// Pull only (`write=false`).
+    ReadOnly,
+}
+
+impl TokenAccess {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenAccess::ReadWrite => "readwrite",
+            TokenAccess::ReadOnly => "readonly",
+        }
+    }
+
+    /// Parses the setting's spelling.
+    pub fn parse(s: &str) -> Option<TokenAccess> {
+        match s {
+            "readwrite" => Some(TokenAccess::ReadWrite),
+            "readonly" => Some(TokenAccess::ReadOnly),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

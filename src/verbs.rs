@@ -1,5 +1,5 @@
-//! The verbs: each reads its input, routes IBM hosts to `ibm.rs` and every
-//! other registry to the plain store, and writes the protocol's answer.
+//! The verbs: each reads its input, routes IBM hosts to `ibm/` and every
+//! other registry to the plain store, and has `protocol.rs` write the answer.
 
 use std::io::{Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::protocol::{self, Action, Error};
-use crate::registry::IbmHost;
+use crate::registry::Registry;
 use crate::store::{self, Record};
 use crate::{configure, debug, ibm, Env};
 
@@ -27,15 +27,15 @@ pub fn run(
     match action {
         Action::Store => {
             let creds = protocol::parse_store(&protocol::read_input(input)?)?;
-            match IbmHost::parse(&creds.server_url) {
-                Some(host) => ibm::store(env, host, creds, now),
-                None => {
+            match Registry::parse(&creds.server_url) {
+                Registry::Ibm(host) => ibm::store(env, host, creds, now),
+                Registry::Other(key) => {
                     let record = Record {
-                        username: creds.username,
-                        secret: creds.secret,
+                        username: creds.username.clone(),
+                        secret: creds.secret.clone(),
                         stored_at: now,
                     };
-                    store::open_for_write(env)?.put(&creds.server_url, &record)?;
+                    store::open_for_write(env)?.put(key, &record)?;
                     debug!("store", "stored a credential for a non-IBM registry");
                     Ok(())
                 }
@@ -43,11 +43,13 @@ pub fn run(
         }
         Action::Get => {
             let server_url = protocol::parse_server_url(&protocol::read_input(input)?)?;
-            let answer = match IbmHost::parse(&server_url) {
-                Some(host) => ibm::get(env, host, now, Box::new(|| store::open_for_read(env)))?,
-                None => {
+            let answer = match Registry::parse(&server_url) {
+                Registry::Ibm(host) => {
+                    ibm::get(env, host, now, Box::new(|| store::open_for_read(env)))?
+                }
+                Registry::Other(key) => {
                     let store = store::open_for_read(env)?.ok_or(Error::NotFound)?;
-                    let record = store.get(&server_url)?.ok_or(Error::NotFound)?;
+                    let record = store.get(key)?.ok_or(Error::NotFound)?;
                     ibm::Answer {
                         username: record.username,
                         secret: record.secret,
@@ -63,11 +65,11 @@ pub fn run(
         }
         Action::Erase => {
             let server_url = protocol::parse_server_url(&protocol::read_input(input)?)?;
-            match IbmHost::parse(&server_url) {
-                Some(host) => ibm::erase(env, host, now),
-                None => {
+            match Registry::parse(&server_url) {
+                Registry::Ibm(host) => ibm::erase(env, host, now),
+                Registry::Other(key) => {
                     if let Some(store) = store::open_for_read(env)? {
-                        store.remove(&server_url)?;
+                        store.remove(key)?;
                     }
                     Ok(())
                 }

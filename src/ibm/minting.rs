@@ -1,0 +1,336 @@
+//! Minting for one host in one process: under the cache lock, re-check the
+//! cache, mint, remember the token (and a failure, for 10 s, so waiters ask
+//! IAM once between them), and revoke registry tokens on `erase`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{anyhow, Result};
+
+use crate::cache::{
+    self, Cache, Epoch, Fingerprint, Freshness, HostEntry, IamKey, KeySource, Minted, TokenRef,
+};
+use crate::mint::{Created, Endpoint, Minter};
+use crate::protocol::Error;
+use crate::registry::IbmHost;
+use crate::secret::Secret;
+use crate::settings::{Mode, TokenAccess};
+use crate::{debug, log};
+
+use super::decide::{Answer, BEARER, TOKEN};
+use super::target::Target;
+
+/// Longest IAM token lifetime believed (IBM's is at most 60 minutes): a
+/// server's `expires_in` beyond it is capped, never overflowed.
+const MAX_IAM_LIFETIME: u64 = 24 * 60 * 60;
+
+/// The HTTP client built only when a request is actually made, and the
+/// clock as it moves on while we wait.
+pub struct Minting {
+    host: IbmHost,
+    /// Unix seconds at the start of the process.
+    start: u64,
+    started: Instant,
+    /// The host's cache epoch when this `get` read the store.
+    epoch: Epoch,
+    dir: PathBuf,
+    minter: Option<Minter>,
+}
+
+impl Minting {
+    /// Minting for `host` into the cache in `dir`; `epoch` is the host's
+    /// cache epoch when its store was read.
+    pub fn new(dir: PathBuf, host: IbmHost, now: u64, epoch: Epoch) -> Minting {
+        Minting {
+            host,
+            start: now,
+            started: Instant::now(),
+            epoch,
+            dir,
+            minter: None,
+        }
+    }
+
+    /// Unix seconds now: a mint or a lock wait can take many seconds.
+    fn now(&self) -> u64 {
+        self.start + self.started.elapsed().as_secs()
+    }
+
+    fn minter(&mut self) -> Result<&Minter> {
+        match &mut self.minter {
+            Some(minter) => Ok(minter),
+            empty => Ok(empty.insert(Minter::new()?)),
+        }
+    }
+
+    /// Remembers how the host is answered, unless a `store` or `erase` of it
+    /// ran since this `get` read the store (its key may be gone).
+    fn remember(&self, cache: &mut Cache, entry: HostEntry) {
+        if !cache.remember(self.host.name(), self.epoch, entry) {
+            debug!(
+                "cache",
+                "{}: its credentials changed meanwhile; not caching this answer for it", self.host
+            );
+        }
+    }
+
+    /// The answer in `mode` (bearer or registry-token) from `key`.
+    pub fn answer(
+        &mut self,
+        mode: Mode,
+        target: &Target,
+        key: &Secret<String>,
+        source: KeySource,
+    ) -> Result<Answer, Error> {
+        let dir = self.dir.clone();
+        let entry = |token| HostEntry {
+            source: source.clone(),
+            fingerprint: target.iam.identity.fingerprint().clone(),
+            mode,
+            token,
+        };
+        let answer = cache::with_locked(&dir, self.now(), |cache| -> Result<Answer> {
+            let (username, token) = match mode {
+                Mode::RegistryToken => match self.registry_token(cache, target, key)? {
+                    Some(token) => (TOKEN, token),
+                    None => (BEARER, self.iam_token(cache, target, key)?.token),
+                },
+                Mode::Bearer | Mode::ApiKey => (BEARER, self.iam_token(cache, target, key)?.token),
+            };
+            let token_ref = match username {
+                TOKEN => TokenRef::Registry(target.registry.clone()),
+                _ => TokenRef::Iam(target.iam.clone()),
+            };
+            self.remember(cache, entry(token_ref));
+            Ok(Answer {
+                username: username.into(),
+                secret: token,
+            })
+        })??;
+        Ok(answer)
+    }
+
+    /// A fresh IAM access token for `key` from the cache (locked by the
+    /// caller), else minted. A failure of the last [`cache::FAILURE_TTL`]
+    /// seconds is answered without a request; a token inside its refresh
+    /// margin is answered while minting fails.
+    fn iam_token(
+        &mut self,
+        cache: &mut Cache,
+        target: &Target,
+        key: &Secret<String>,
+    ) -> Result<Minted> {
+        let (now, host) = (self.now(), self.host);
+        let held = cache.iam(&target.iam).cloned();
+        let freshness = held.as_ref().map(|m| m.freshness(now));
+        if let (Some(m), Some(Freshness::Fresh)) = (&held, freshness) {
+            debug!(
+                "mint",
+                "{host}: reusing the cached IAM access token for this key"
+            );
+            return Ok(m.clone());
+        }
+        let still_valid = held.filter(|_| freshness == Some(Freshness::ExpiringSoon));
+        if let Some(failure) = cache.recent_failure(&target.iam_mint(), now) {
+            if let Some(m) = still_valid {
+                debug!(
+                    "mint",
+                    "{host}: minting failed recently; the cached token is valid for {}s more",
+                    m.expires_at - now
+                );
+                return Ok(m);
+            }
+            debug!(
+                "mint",
+                "{host}: minting failed within the last {}s; answering that failure",
+                cache::FAILURE_TTL
+            );
+            return Err(failure);
+        }
+        let reason = match freshness {
+            None => "none cached",
+            Some(Freshness::ExpiringSoon) => "cached one expires soon",
+            _ => "cached one expired",
+        };
+        let iam = &target.endpoints.iam;
+        debug!(
+            "mint",
+            "{host}: minting an IAM access token at {} ({reason})",
+            iam.as_str()
+        );
+        match self.minter()?.iam_token(iam, key) {
+            Ok(t) => {
+                let minted_at = self.now();
+                let lifetime = t.expires_in.min(MAX_IAM_LIFETIME);
+                debug!(
+                    "mint",
+                    "{host}: minted an IAM access token, expires in {lifetime}s"
+                );
+                let minted = Minted {
+                    token: t.access_token,
+                    minted_at,
+                    expires_at: minted_at + lifetime,
+                    account: t.account,
+                    id: None,
+                    host: None,
+                    iam: None,
+                };
+                cache.put_iam(target.iam.clone(), minted.clone());
+                Ok(minted)
+            }
+            Err(e) => {
+                cache.record_failure(target.iam_mint(), &e, self.now());
+                match still_valid {
+                    Some(m) => {
+                        debug!("mint", "{host}: minting failed ({e:#}); the cached token is valid for {}s more", m.expires_at.saturating_sub(self.now()));
+                        Ok(m)
+                    }
+                    None => Err(e),
+                }
+            }
+        }
+    }
+
+    /// A registry token from the cache, else created through the registry
+    /// token API; `None` when creation is refused (now or within the last
+    /// [`cache::REFUSAL_TTL`] seconds): bearer answers then.
+    fn registry_token(
+        &mut self,
+        cache: &mut Cache,
+        target: &Target,
+        key: &Secret<String>,
+    ) -> Result<Option<Secret<String>>> {
+        let (now, host) = (self.now(), self.host);
+        if cache.refused(&target.registry.refusal(), now) {
+            let api = target.endpoints.api.as_str();
+            debug!(
+                "mint",
+                "{host}: {api} refused registry tokens recently; answering bearer"
+            );
+            return Ok(None);
+        }
+        let held = cache.registry(&target.registry).cloned();
+        let freshness = held.as_ref().map(|m| m.freshness(now));
+        if let (Some(m), Some(Freshness::Fresh)) = (&held, freshness) {
+            return Ok(Some(m.token.clone()));
+        }
+        let still_valid = held.filter(|_| freshness == Some(Freshness::ExpiringSoon));
+        match self.create_registry_token(cache, target, key, now) {
+            Err(e) => match still_valid {
+                Some(m) => {
+                    debug!("mint", "{host}: re-minting failed ({e:#}); the cached registry token is valid for {}s more", m.expires_at.saturating_sub(now));
+                    Ok(Some(m.token))
+                }
+                None => Err(e),
+            },
+            created => created,
+        }
+    }
+
+    /// Creates a registry token and caches it (`Some`), or records a refusal
+    /// and says so once on stderr (`None`).
+    fn create_registry_token(
+        &mut self,
+        cache: &mut Cache,
+        target: &Target,
+        key: &Secret<String>,
+        now: u64,
+    ) -> Result<Option<Secret<String>>> {
+        let host = self.host;
+        if let Some(failure) = cache.recent_failure(&target.registry_mint(), now) {
+            return Err(failure);
+        }
+        let iam_token = self.iam_token(cache, target, key)?;
+        let account = iam_token.account.clone().ok_or_else(|| {
+            anyhow!("the IAM access token from {} names no account (account.bss), which the registry token API needs", target.endpoints.iam.as_str())
+        })?;
+        let description = format!("docker-credential-ibmcr {host}");
+        let write = target.registry.access == TokenAccess::ReadWrite;
+        let api = &target.endpoints.api;
+        debug!(
+            "mint",
+            "{host}: creating a registry token at {} (write={write})",
+            api.as_str()
+        );
+        let created = self.minter()?.create_registry_token(
+            api,
+            &iam_token.token,
+            &account,
+            &description,
+            write,
+        );
+        match created {
+            Ok(Created::Token(t)) => {
+                let minted_at = self.now();
+                let expires_at = t.expires_at.unwrap_or(minted_at + cache::REFUSAL_TTL);
+                debug!(
+                    "mint",
+                    "{host}: created registry token {}, expires in {}s",
+                    t.id,
+                    expires_at.saturating_sub(minted_at)
+                );
+                let token = t.token.clone();
+                let minted = Minted {
+                    token: t.token,
+                    minted_at,
+                    expires_at,
+                    account: Some(account),
+                    id: Some(t.id),
+                    host: Some(host.name().to_string()),
+                    iam: Some(target.iam.clone()),
+                };
+                cache.put_registry(target.registry.clone(), minted);
+                Ok(Some(token))
+            }
+            Ok(Created::Refused { status, reason }) => {
+                debug!("mint", "{host}: registry token creation answered {status}");
+                cache.refuse(target.registry.refusal(), self.now() + cache::REFUSAL_TTL);
+                log::say(&format!(
+                    "docker-credential-ibmcr: registry token creation refused by {} ({reason}); answering an IAM access token (iambearer) instead",
+                    api.as_str()
+                ));
+                Ok(None)
+            }
+            Err(e) => {
+                cache.record_failure(target.registry_mint(), &e, self.now());
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes a minted registry token at its registry (`api`), with an
+    /// access token from the cache or minted from whichever of `keys`
+    /// minted it.
+    pub fn revoke(&mut self, token: &Minted, api: &str, keys: &[Secret<String>]) -> Result<()> {
+        let id = token
+            .id
+            .as_deref()
+            .ok_or_else(|| anyhow!("no token id recorded"))?;
+        let iam_key: &IamKey = token
+            .iam
+            .as_ref()
+            .ok_or_else(|| anyhow!("no IAM endpoint recorded"))?;
+        let api = Endpoint::parse(api)?;
+        let cache = Cache::load(&self.dir)?;
+        let held = cache
+            .iam(iam_key)
+            .filter(|m| m.freshness(self.now()) != Freshness::Expired);
+        let (access, account) = match held {
+            Some(m) => (m.token.clone(), m.account.clone()),
+            None => {
+                let key = keys
+                    .iter()
+                    .find(|k| &Fingerprint::of(k) == iam_key.identity.fingerprint())
+                    .ok_or_else(|| anyhow!("the API key that minted it is no longer known"))?;
+                let iam = Endpoint::parse_iam(&iam_key.endpoint)?;
+                let t = self.minter()?.iam_token(&iam, key)?;
+                (t.access_token, t.account)
+            }
+        };
+        let account = account
+            .or(token.account.clone())
+            .ok_or_else(|| anyhow!("no account id"))?;
+        self.minter()?
+            .delete_registry_token(&api, &access, &account, id)
+    }
+}
