@@ -150,6 +150,23 @@ pub struct LockGuard {
     _file: File,
 }
 
+/// Turns core dumps off for this process (no core file, no ptrace by
+/// others of the same user): it holds secrets in memory.
+pub fn no_core_dumps() {
+    #[cfg(unix)]
+    // SAFETY: plain system calls on this process with valid arguments; a
+    // failure leaves the limits as they were, which is no worse.
+    unsafe {
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &zero);
+        #[cfg(target_os = "linux")]
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
 /// How long a process waits for a lock another one holds (a mint, a store).
 pub const LOCK_WAIT: Duration = Duration::from_secs(20);
 

@@ -46,6 +46,7 @@ mod store;
 mod verbs;
 
 pub use env::Env;
+pub use fsutil::no_core_dumps;
 pub use log::{init as init_log, say};
 pub use protocol::{usage, write_line, write_version, Action, Error, NAME};
 pub use verbs::run;

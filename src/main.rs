@@ -8,6 +8,9 @@ use std::time::SystemTime;
 use docker_credential_ibmcr::{self as ibmcr, Action, Env, Error};
 
 fn main() -> ExitCode {
+    // Before any secret is read: this process holds API keys and tokens in
+    // memory, and a core file would keep them on disk.
+    ibmcr::no_core_dumps();
     // A panic message could hold anything: say where, never what.
     std::panic::set_hook(Box::new(|info| {
         let at = info
