@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # a private Secret Service for the keyring tests
   dbus dbus-user-session gnome-keyring libsecret-tools
+  # a skewed clock for the clock tests
+  faketime
   # real clients of the helper
   python3-docker python3-dockerpycreds
   # end to end: engine, registry, TLS front, containers tools

@@ -22,6 +22,10 @@ pub const MAX_MARGIN: u64 = 5 * 60;
 pub const FAILURE_TTL: u64 = 10;
 /// How long a refused registry-token creation is remembered.
 pub const REFUSAL_TTL: u64 = 24 * 60 * 60;
+/// How far in the future an entry may be stamped before it is taken for the
+/// mark of a clock that was fast when it was written, and ignored: processes
+/// waiting on one mint read the clock at different whole seconds.
+pub const CLOCK_TOLERANCE: u64 = 60;
 
 /// Names a secret without revealing it: the first 16 hex digits of its SHA-256.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -294,10 +298,12 @@ pub enum Freshness {
 
 impl Minted {
     /// Fresh until less than min(10 % of its lifetime, [`MAX_MARGIN`]) remains.
+    /// A token minted in the future (by a clock that was fast then) counts as
+    /// expired: its expiry came from that clock too.
     pub fn freshness(&self, now: u64) -> Freshness {
         let lifetime = self.expires_at.saturating_sub(self.minted_at);
         let margin = (lifetime / 10).min(MAX_MARGIN);
-        if now >= self.expires_at {
+        if now >= self.expires_at || self.minted_at > now.saturating_add(CLOCK_TOLERANCE) {
             Freshness::Expired
         } else if now + margin >= self.expires_at {
             Freshness::ExpiringSoon
@@ -405,8 +411,9 @@ impl Cache {
         self.iam.retain(|_, m| m.expires_at > now);
         // An expired registry token is removed by the registry itself: nothing left to revoke.
         self.registry.retain(|_, m| m.expires_at > now);
-        self.failures.retain(|_, f| f.until > now);
-        self.refused.retain(|_, until| *until > now);
+        self.failures.retain(|_, f| live(f.until, now, FAILURE_TTL));
+        self.refused
+            .retain(|_, until| live(*until, now, REFUSAL_TTL));
         let (iam, registry) = (&self.iam, &self.registry);
         self.hosts.retain(|_, h| match &h.token {
             TokenRef::Iam(k) => iam.contains_key(k),
@@ -479,7 +486,10 @@ impl Cache {
     /// The failure of a mint for `key` within the last [`FAILURE_TTL`] seconds,
     /// answered to waiters instead of asking again.
     pub fn recent_failure(&self, key: &MintKey, now: u64) -> Option<anyhow::Error> {
-        let failure = self.failures.get(key).filter(|f| f.until > now)?;
+        let failure = self
+            .failures
+            .get(key)
+            .filter(|f| live(f.until, now, FAILURE_TTL))?;
         Some(anyhow::anyhow!("{}", failure.message))
     }
 
@@ -512,13 +522,58 @@ impl Cache {
 
     /// True while a refusal of registry-token creation is remembered.
     pub fn refused(&self, key: &RefusalKey, now: u64) -> bool {
-        self.refused.get(key).is_some_and(|until| *until > now)
+        self.refused
+            .get(key)
+            .is_some_and(|until| live(*until, now, REFUSAL_TTL))
     }
 
     /// Remembers a refusal of registry-token creation until `until`.
     pub fn refuse(&mut self, key: RefusalKey, until: u64) {
         self.refused.insert(key, until);
     }
+}
+
+/// True while a memory of `ttl` seconds that ends at `until` still counts
+/// at `now`; one that ends further away than `ttl` was stamped by a fast
+/// clock and does not count.
+fn live(until: u64, now: u64, ttl: u64) -> bool {
+    until > now && until <= now.saturating_add(ttl + CLOCK_TOLERANCE)
+}
+
+/// Runs `change` on the cache under its lock and saves it, and makes sure it
+/// took effect: for a `store` or `erase`, after which the old credential's
+/// tokens must never be answered again. When the cache cannot be rewritten
+/// (a read-only or full disk), it is removed whole: every token in it can be
+/// minted again. When it can be neither, this fails, naming the file.
+pub fn change_surely<T>(dir: &Path, now: u64, change: impl FnOnce(&mut Cache) -> T) -> Result<T> {
+    let locked = fsutil::ensure_private_dir(dir)
+        .and_then(|()| fsutil::lock(&lock_path(dir), fsutil::LOCK_WAIT));
+    let guard = match locked {
+        Err(e) if e.is::<fsutil::LooseMode>() || e.is::<fsutil::LockTimeout>() => return Err(e),
+        other => other,
+    };
+    let mut cache = Cache::load(dir)?;
+    let out = change(&mut cache);
+    let saved = match &guard {
+        Ok(_) => cache.save(dir, now),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    };
+    if let Err(e) = saved {
+        let file = path(dir);
+        match std::fs::remove_file(&file) {
+            Ok(()) => debug!("cache", "removed `{}`: {e:#}", file.display()),
+            Err(gone) if gone.kind() == std::io::ErrorKind::NotFound => {
+                debug!("cache", "nothing cached to change ({e:#})")
+            }
+            Err(_) => {
+                return Err(e.context(format!(
+                    "the token cache `{}` can be neither changed nor removed",
+                    file.display()
+                )))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Runs `change` on the cache under its lock, then saves it. When the cache

@@ -15,7 +15,7 @@ use crate::protocol::Error;
 use crate::registry::IbmHost;
 use crate::secret::Secret;
 use crate::settings::{Mode, TokenAccess};
-use crate::{debug, log};
+use crate::{debug, jwt, log};
 
 use super::decide::{Answer, BEARER, TOKEN};
 use super::target::Target;
@@ -161,21 +161,22 @@ impl Minting {
         match self.minter()?.iam_token(iam, key) {
             Ok(t) => {
                 let minted_at = self.now();
-                let lifetime = t.expires_in.min(MAX_IAM_LIFETIME);
-                debug!(
-                    "mint",
-                    "{host}: minted an IAM access token, expires in {lifetime}s"
-                );
+                // Local clock + expires_in, never past the token's own `exp`:
+                // a clock that runs fast must not keep a dead token.
+                let expires_at = (minted_at + t.expires_in.min(MAX_IAM_LIFETIME))
+                    .min(jwt::expiry(t.access_token.expose()).unwrap_or(u64::MAX));
                 let minted = Minted {
                     token: t.access_token,
                     minted_at,
-                    expires_at: minted_at + lifetime,
+                    expires_at,
                     account: t.account,
                     id: None,
                     host: None,
                     iam: None,
                 };
-                cache.put_iam(target.iam.clone(), minted.clone());
+                if keep(host, "an IAM access token", minted_at, expires_at) {
+                    cache.put_iam(target.iam.clone(), minted.clone());
+                }
                 Ok(minted)
             }
             Err(e) => {
@@ -263,12 +264,7 @@ impl Minting {
             Ok(Created::Token(t)) => {
                 let minted_at = self.now();
                 let expires_at = t.expires_at.unwrap_or(minted_at + cache::REFUSAL_TTL);
-                debug!(
-                    "mint",
-                    "{host}: created registry token {}, expires in {}s",
-                    t.id,
-                    expires_at.saturating_sub(minted_at)
-                );
+                debug!("mint", "{host}: created registry token {}", t.id);
                 let token = t.token.clone();
                 let minted = Minted {
                     token: t.token,
@@ -279,7 +275,9 @@ impl Minting {
                     host: Some(host.name().to_string()),
                     iam: Some(target.iam.clone()),
                 };
-                cache.put_registry(target.registry.clone(), minted);
+                if keep(host, "a registry token", minted_at, expires_at) {
+                    cache.put_registry(target.registry.clone(), minted);
+                }
                 Ok(Some(token))
             }
             Ok(Created::Refused { status, reason }) => {
@@ -332,5 +330,24 @@ impl Minting {
             .ok_or_else(|| anyhow!("no account id"))?;
         self.minter()?
             .delete_registry_token(&api, &access, &account, id)
+    }
+}
+
+/// True when a token just minted is worth caching: it expires after it was
+/// minted by this clock. One that does not (the clock runs fast, or the
+/// server's reply is stale) is answered once and never cached.
+fn keep(host: IbmHost, what: &str, minted_at: u64, expires_at: u64) -> bool {
+    match expires_at.checked_sub(minted_at).filter(|&left| left > 0) {
+        Some(left) => {
+            debug!("mint", "{host}: minted {what}, expires in {left}s");
+            true
+        }
+        None => {
+            debug!(
+                "mint",
+                "{host}: minted {what} that has already expired by this clock; not caching it"
+            );
+            false
+        }
     }
 }

@@ -15,7 +15,7 @@ mod target;
 
 use anyhow::Result;
 
-use crate::cache::{self, Cache, Fingerprint, Identity};
+use crate::cache::{self, Cache, Fingerprint, Identity, Minted, RegistryKey};
 use crate::mint::APIKEY_GRANT;
 use crate::protocol::{Credentials, Error};
 use crate::registry::{IbmHost, GLOBAL_HOST};
@@ -107,12 +107,14 @@ pub fn store(env: &Env, host: IbmHost, creds: Credentials, now: u64) -> Result<(
         secret: creds.secret,
         stored_at: now,
     };
+    // A token minted from the previous credential must not keep answering:
+    // forget it first, surely, or change nothing.
+    let forget = |c: &mut Cache| c.invalidate(host.name(), host.is_global());
+    cache::change_surely(&dirs.cache, now, forget)?;
     store.put(host.name(), &record)?;
     debug!("store", "{host}: stored a {} credential", record.username);
-    // A token minted from the previous credential must not keep answering.
-    cache::with_locked(&dirs.cache, now, |c| {
-        c.invalidate(host.name(), host.is_global())
-    })?;
+    // Again, for a `get` that read the old credential meanwhile.
+    cache::with_locked(&dirs.cache, now, forget)?;
     Ok(())
 }
 
@@ -129,23 +131,48 @@ pub fn erase(env: &Env, host: IbmHost, now: u64) -> Result<(), Error> {
     let dirs = env.dirs()?;
     let store = store::open_for_read(env)?;
     let record = read(&store, host.name())?;
-    if let Some(store) = &store {
-        if store.remove(host.name())? {
-            debug!("erase", "{host}: removed the stored credential");
-        }
-    }
-    let minted = cache::with_locked(&dirs.cache, now, |c| {
+    // Forget its tokens first, surely, or erase nothing: a logout that leaves
+    // a token answering would be a logout in name only.
+    let minted = cache::change_surely(&dirs.cache, now, |c| {
         c.invalidate(host.name(), host.is_global());
         c.take_registry_tokens(host.name())
     })?;
+    let removed = match &store {
+        Some(store) => store.remove(host.name()),
+        None => Ok(false),
+    };
+    if let Ok(true) = removed {
+        debug!("erase", "{host}: removed the stored credential");
+    }
+    // Again, for a `get` that read the old credential meanwhile.
+    cache::with_locked(&dirs.cache, now, |c| {
+        c.invalidate(host.name(), host.is_global())
+    })?;
+    revoke(env, host, now, (&store, record), minted);
+    removed?;
+    Ok(())
+}
+
+/// Revokes the registry tokens minted for `host` at their registries, best
+/// effort: a failure is one line on stderr (the local copies are gone).
+/// `stored` is the store and the host's erased record: their keys may have
+/// minted the tokens.
+fn revoke(
+    env: &Env,
+    host: IbmHost,
+    now: u64,
+    (store, record): (&Option<Box<dyn SecretStore + '_>>, Option<Record>),
+    minted: Vec<(RegistryKey, Minted)>,
+) {
     if minted.is_empty() {
-        return Ok(());
+        return;
     }
     // Keys that may have minted them: the erased record's, the global one, the environment's.
     let mut keys: Vec<Secret<String>> = Vec::new();
     keys.extend(decide::api_key(record));
-    keys.extend(decide::api_key(read(&store, GLOBAL_HOST).ok().flatten()));
+    keys.extend(decide::api_key(read(store, GLOBAL_HOST).ok().flatten()));
     keys.extend(env.api_key.as_ref().map(|k| k.key.clone()));
+    let Ok(dirs) = env.dirs() else { return };
     let mut minting = Minting::new(dirs.cache.clone(), host, now, (0, 0));
     for (rkey, token) in minted {
         let (id, api) = (token.id.clone().unwrap_or_default(), rkey.api);
@@ -156,7 +183,6 @@ pub fn erase(env: &Env, host: IbmHost, now: u64) -> Result<(), Error> {
             )),
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
