@@ -812,15 +812,12 @@ fn clean(value: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "../tests/support/fake_ibm.rs"]
-mod fake_ibm;
-
-#[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
     use std::net::TcpListener;
 
-    use super::fake_ibm::{make_jwt, Config, FakeIbm, Fault, FaultKind};
+    use fake_ibm::{make_jwt, Config, FakeIbm, Fault, FaultKind};
+
     use super::*;
 
     const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";

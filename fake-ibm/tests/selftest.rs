@@ -1,8 +1,5 @@
-//! Self-test of the fake IBM API (tests/support/fake_ibm.rs) through a tiny std HTTP client, so
-//! the helper's tests can trust what the fake says about the wire.
-
-#[path = "support/fake_ibm.rs"]
-mod fake_ibm;
+//! Self-test of the fake IBM API (this crate) through a tiny std HTTP client, so the helper's
+//! tests can trust what the fake says about the wire.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

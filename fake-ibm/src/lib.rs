@@ -14,11 +14,10 @@
 //! Whatever is not in the research notes is marked **INVENTED** where it is defined, so a test
 //! never mistakes the fake's guess for the live service's behaviour.
 //!
-//! Included with `#[path]` both by `tests/support/mod.rs` and by `examples/fake-ibm-api.rs`,
-//! so this file declares no modules of its own.
+//! A dev-only crate of the workspace: the helper's unit tests (`src/mint/`), its integration
+//! tests (`tests/support/`) and `examples/fake-ibm-api.rs` use it. It shares no code with the
+//! helper, so it checks what the helper sends against its own reading of the API.
 
-// Each includer uses a different subset of this module.
-#![allow(dead_code)]
 // A fake server stamps `iat`/`exp` and checks expiry against its own clock; the crate-wide ban
 // on `SystemTime::now` (clippy.toml) is about the helper's code, not about this test double.
 #![allow(clippy::disallowed_methods)]
