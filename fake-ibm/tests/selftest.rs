@@ -5,6 +5,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use fake_ibm::{decode_jwt_payload, make_jwt, Config, FakeIbm, Fault, FaultKind};
 use serde_json::{json, Value};
 
@@ -127,7 +129,7 @@ fn server() -> FakeIbm {
 fn basic(user: &str, pass: &str) -> String {
     format!(
         "Basic {}",
-        fake_ibm::base64_encode(format!("{user}:{pass}").as_bytes(), false)
+        STANDARD.encode(format!("{user}:{pass}").as_bytes())
     )
 }
 
