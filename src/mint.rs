@@ -33,8 +33,8 @@ use reqwest::redirect::Policy;
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
-use crate::jwt;
 use crate::secret::Secret;
+use crate::{jwt, log};
 
 /// IBM Cloud IAM, public endpoint.
 pub const DEFAULT_IAM: &str = "https://iam.cloud.ibm.com";
@@ -81,9 +81,10 @@ impl Endpoint {
     pub fn parse(url: &str) -> Result<Endpoint> {
         let trimmed = url.trim().trim_end_matches('/');
         // Never echo a query or fragment: it is where a pasted secret would sit.
-        let shown = clean(&crate::log::redact_userinfo(
-            trimmed.split(['?', '#']).next().unwrap_or_default(),
-        ));
+        let shown = log::excerpt(
+            &log::redact_userinfo(trimmed.split(['?', '#']).next().unwrap_or_default()),
+            MAX_SERVER_TEXT,
+        );
         if trimmed.is_empty() {
             bail!("an endpoint URL must not be empty");
         }
@@ -685,29 +686,14 @@ fn ibm_error(body: &[u8]) -> Option<String> {
     }
 }
 
-/// Server-supplied text made safe for one line: control characters become
-/// spaces (runs collapsed), the secret sent with the request is masked, and
-/// the result is at most [`MAX_SERVER_TEXT`] characters.
+/// Server-supplied text made safe for one line: the secret sent with the
+/// request is masked, then it is a [`log::excerpt`] of at most
+/// [`MAX_SERVER_TEXT`] characters.
 fn server_text(text: &str, secret: &str) -> String {
-    let mut text = text.to_string();
     if secret.len() >= 4 {
-        text = text.replace(secret, "****");
+        return log::excerpt(&text.replace(secret, "****"), MAX_SERVER_TEXT);
     }
-    let mut one_line = String::with_capacity(text.len());
-    for c in text.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if !(c == ' ' && one_line.ends_with(' ')) {
-            one_line.push(c);
-        }
-    }
-    let one_line = one_line.trim();
-    if one_line.chars().count() <= MAX_SERVER_TEXT {
-        one_line.to_string()
-    } else {
-        let mut capped: String = one_line.chars().take(MAX_SERVER_TEXT - 1).collect();
-        capped.push('…');
-        capped
-    }
+    log::excerpt(text, MAX_SERVER_TEXT)
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters; good for
@@ -752,7 +738,7 @@ fn cause(err: &(dyn StdError + 'static)) -> String {
     if innermost.is::<reqwest::Error>() {
         return "request failed".to_string();
     }
-    let text = server_text(&innermost.to_string(), "");
+    let text = log::excerpt(&innermost.to_string(), MAX_SERVER_TEXT);
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
@@ -804,11 +790,6 @@ fn is_loopback_host(host: &str) -> bool {
 /// value, a path segment and in a message.
 fn is_plain(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_SERVER_TEXT && s.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// A user-supplied value made safe for a one-line message.
-fn clean(value: &str) -> String {
-    server_text(value, "")
 }
 
 #[cfg(test)]
