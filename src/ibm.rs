@@ -12,7 +12,7 @@ use anyhow::{anyhow, Result};
 use crate::cache::{self, Cache, Epoch, Freshness, HostEntry, KeySource, Minted, TokenRef};
 use crate::config::Settings;
 use crate::env::{Env, Mode, TokenAccess};
-use crate::mint::{Created, Endpoint, Minter};
+use crate::mint::{Created, Endpoint, Minter, APIKEY_GRANT};
 use crate::protocol::{Credentials, Error};
 use crate::registry::{IbmHost, Network, GLOBAL_HOST};
 use crate::secret::Secret;
@@ -30,8 +30,6 @@ pub const REFRESH: &str = "iamrefresh";
 /// Longest IAM token lifetime believed (IBM's is at most 60 minutes): a
 /// server's `expires_in` beyond it is capped, never overflowed.
 const MAX_IAM_LIFETIME: u64 = 24 * 60 * 60;
-/// The IAM grant that mints from an API key, as access-token claims name it.
-const APIKEY_GRANT: &str = "urn:ibm:params:oauth:grant-type:apikey";
 
 /// What a credential is, judged by its username (../shared/ibm-api.md §6.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -56,8 +56,9 @@ const USER_AGENT: &str = concat!("docker-credential-ibmcr/", env!("CARGO_PKG_VER
 const IAM_TOKEN_PATH: &str = "/identity/token";
 /// The registry token collection, below the registry API base URL.
 const TOKENS_PATH: &str = "/api/v1/tokens";
-/// The API-key grant type (../shared/ibm-api.md §2.1).
-const APIKEY_GRANT: &str = "urn:ibm:params:oauth:grant-type:apikey";
+/// The API-key grant type (../shared/ibm-api.md §2.1); IAM access tokens
+/// minted from an API key name it in their `grant_type` claim.
+pub(crate) const APIKEY_GRANT: &str = "urn:ibm:params:oauth:grant-type:apikey";
 /// The largest response body read; a larger one is an error, not a memory hog.
 const MAX_BODY: u64 = 1 << 20;
 /// The most characters of server-supplied text that go into a message.
