@@ -352,13 +352,21 @@ fn human(d: Duration) -> String {
 mod tests {
     use std::net::TcpListener;
 
-    use fake_ibm::FaultKind;
+    use fake_ibm::{FakeIbm, Fault, FaultKind};
 
     use super::*;
     use crate::mint::tests::{
-        access_token, endpoint, error_text, fault, key, server, ACCOUNT, KEY,
+        access_token, endpoint, error_text, fault, iam_with_key, key, server, ACCOUNT, KEY,
     };
     use crate::mint::Minter;
+    use crate::secret::Secret;
+
+    /// IAM answers 429 with `Retry-After: <retry_after_secs>`, `times` times
+    /// (0: always).
+    fn iam_429(retry_after_secs: u64, times: u32) -> Fault {
+        let kind = FaultKind::TooManyRequests { retry_after_secs };
+        fault("POST", "/identity", kind, times)
+    }
 
     #[test]
     fn bounds_read_in_seconds_or_milliseconds() {
@@ -370,10 +378,7 @@ mod tests {
     fn iam_retries_a_500_once_then_succeeds() {
         let fake = server();
         fake.inject(fault("POST", "/identity", FaultKind::Status(500), 1));
-        let token = Minter::new()
-            .unwrap()
-            .iam_token(&endpoint(&fake), &key(KEY))
-            .unwrap();
+        let token = iam_with_key(&fake).unwrap();
         assert_eq!(token.expires_in, 1200);
         assert_eq!(fake.count("POST", "/identity/token"), 2);
     }
@@ -383,10 +388,7 @@ mod tests {
         let fake = server();
         fake.inject(fault("POST", "/identity", FaultKind::Status(503), 0));
         let started = Instant::now();
-        let err = Minter::new()
-            .unwrap()
-            .iam_token(&endpoint(&fake), &key(KEY))
-            .unwrap_err();
+        let err = iam_with_key(&fake).unwrap_err();
         assert_eq!(
             error_text(&err, &[KEY]),
             format!(
@@ -402,19 +404,9 @@ mod tests {
     #[test]
     fn iam_honours_retry_after() {
         let fake = server();
-        fake.inject(fault(
-            "POST",
-            "/identity",
-            FaultKind::TooManyRequests {
-                retry_after_secs: 1,
-            },
-            1,
-        ));
+        fake.inject(iam_429(1, 1));
         let started = Instant::now();
-        Minter::new()
-            .unwrap()
-            .iam_token(&endpoint(&fake), &key(KEY))
-            .unwrap();
+        iam_with_key(&fake).unwrap();
         assert!(started.elapsed() >= Duration::from_secs(1));
         assert_eq!(fake.count("POST", "/identity/token"), 2);
     }
@@ -422,19 +414,9 @@ mod tests {
     #[test]
     fn iam_gives_up_at_once_when_retry_after_passes_the_bound() {
         let fake = server();
-        fake.inject(fault(
-            "POST",
-            "/identity",
-            FaultKind::TooManyRequests {
-                retry_after_secs: 60,
-            },
-            0,
-        ));
+        fake.inject(iam_429(60, 0));
         let started = Instant::now();
-        let err = Minter::new()
-            .unwrap()
-            .iam_token(&endpoint(&fake), &key(KEY))
-            .unwrap_err();
+        let err = iam_with_key(&fake).unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(
             error_text(&err, &[KEY]),
@@ -450,14 +432,7 @@ mod tests {
     #[test]
     fn absurd_retry_after_does_not_overflow() {
         let fake = server();
-        fake.inject(fault(
-            "POST",
-            "/identity",
-            FaultKind::TooManyRequests {
-                retry_after_secs: u64::MAX,
-            },
-            0,
-        ));
+        fake.inject(iam_429(u64::MAX, 0));
         let err = Minter::with_bound(Duration::MAX)
             .iam_token(&endpoint(&fake), &key(KEY))
             .unwrap_err();
@@ -469,10 +444,7 @@ mod tests {
     fn truncated_json_is_one_line() {
         let fake = server();
         fake.inject(fault("POST", "/identity", FaultKind::TruncatedJson, 0));
-        let err = Minter::new()
-            .unwrap()
-            .iam_token(&endpoint(&fake), &key(KEY))
-            .unwrap_err();
+        let err = iam_with_key(&fake).unwrap_err();
         let text = error_text(&err, &[KEY]);
         let prefix = format!(
             "IAM token request to {}/identity/token failed: ",
@@ -490,10 +462,7 @@ mod tests {
     fn closed_connection_is_retried_for_iam() {
         let fake = server();
         fake.inject(fault("POST", "/identity", FaultKind::Close, 1));
-        Minter::new()
-            .unwrap()
-            .iam_token(&endpoint(&fake), &key(KEY))
-            .unwrap();
+        iam_with_key(&fake).unwrap();
         assert_eq!(fake.count("POST", "/identity/token"), 2);
     }
 
@@ -552,17 +521,28 @@ mod tests {
         );
     }
 
+    /// The error of a registry token creation that must fail: one line,
+    /// without the access token.
+    fn create_error(
+        minter: &Minter,
+        fake: &FakeIbm,
+        access: &Secret<String>,
+        account: &str,
+    ) -> String {
+        let err = minter
+            .create_registry_token(&endpoint(fake), access, account, "d", true)
+            .unwrap_err();
+        error_text(&err, &[access.expose()])
+    }
+
     #[test]
     fn create_is_not_retried_on_a_500() {
         let fake = server();
         let minter = Minter::new().unwrap();
         let (access, account) = access_token(&fake, &minter);
         fake.inject(fault("POST", "/api/v1/tokens", FaultKind::Status(500), 1));
-        let err = minter
-            .create_registry_token(&endpoint(&fake), &access, &account, "d", true)
-            .unwrap_err();
         assert_eq!(
-            error_text(&err, &[access.expose()]),
+            create_error(&minter, &fake, &access, &account),
             format!(
                 "registry token request to {}/api/v1/tokens failed: 500 Internal Server \
                  Error: CRG9999E: Injected fault: HTTP 500 Internal Server Error",
@@ -590,11 +570,8 @@ mod tests {
         ] {
             fake.clear_requests();
             fake.inject(fault("POST", "/api/v1/tokens", kind, 1));
-            let err = minter
-                .create_registry_token(&endpoint(&fake), &access, &account, "d", true)
-                .unwrap_err();
             assert_eq!(
-                error_text(&err, &[access.expose()]),
+                create_error(&minter, &fake, &access, &account),
                 format!(
                     "registry token request to {}/api/v1/tokens failed: {why}",
                     fake.url()
@@ -603,11 +580,8 @@ mod tests {
             assert_eq!(fake.count("POST", "/api/v1/tokens"), 1);
         }
         fake.inject(fault("POST", "/api/v1/tokens", FaultKind::GarbageJson, 1));
-        let err = minter
-            .create_registry_token(&endpoint(&fake), &access, &account, "d", true)
-            .unwrap_err();
         assert_eq!(
-            error_text(&err, &[access.expose()]),
+            create_error(&minter, &fake, &access, &account),
             format!(
                 "registry token request to {}/api/v1/tokens failed: malformed response: \
                  not valid JSON",

@@ -241,7 +241,7 @@ fn registry_headers(
 mod tests {
     use std::collections::BTreeMap;
 
-    use fake_ibm::{Config, FakeIbm, Fault, FaultKind};
+    use fake_ibm::{Config, FakeIbm, Fault, FaultKind, Request};
 
     use super::*;
     use crate::jwt;
@@ -275,6 +275,11 @@ mod tests {
             kind,
             times,
         }
+    }
+
+    /// What a new minter gets from the fake's IAM for the canary key.
+    pub(super) fn iam_with_key(fake: &FakeIbm) -> Result<IamToken> {
+        Minter::new().unwrap().iam_token(&endpoint(fake), &key(KEY))
     }
 
     /// One line, and none of `secrets` in it.
@@ -315,13 +320,7 @@ mod tests {
         assert!(token.access_token.expose().starts_with("ey"));
         assert_clean(&format!("{token:?}"), &[KEY, token.access_token.expose()]);
 
-        let requests = fake.requests();
-        assert_eq!(requests.len(), 1);
-        let r = &requests[0];
-        assert_eq!(
-            (r.method.as_str(), r.path.as_str()),
-            ("POST", "/identity/token")
-        );
+        let r = &only_request(&fake, "POST", "/identity/token");
         assert_eq!(r.query, "");
         assert_eq!(
             r.header("content-type"),
@@ -373,10 +372,7 @@ mod tests {
     fn garbage_json_is_a_malformed_response() {
         let fake = server();
         fake.inject(fault("POST", "/identity", FaultKind::GarbageJson, 0));
-        let err = Minter::new()
-            .unwrap()
-            .iam_token(&endpoint(&fake), &key(KEY))
-            .unwrap_err();
+        let err = iam_with_key(&fake).unwrap_err();
         assert_eq!(
             error_text(&err, &[KEY]),
             format!(
@@ -385,6 +381,15 @@ mod tests {
             )
         );
         assert_eq!(fake.count("POST", "/identity/token"), 1, "a 200 is final");
+    }
+
+    /// The one request `fake` recorded, checked to be `method path`.
+    fn only_request(fake: &FakeIbm, method: &str, path: &str) -> Request {
+        let mut requests = fake.requests();
+        assert_eq!(requests.len(), 1);
+        let r = requests.remove(0);
+        assert_eq!((r.method.as_str(), r.path.as_str()), (method, path));
+        r
     }
 
     /// An access token from the fake's IAM.
@@ -416,13 +421,7 @@ mod tests {
             &[token.token.expose(), access.expose()],
         );
 
-        let requests = fake.requests();
-        assert_eq!(requests.len(), 1);
-        let r = &requests[0];
-        assert_eq!(
-            (r.method.as_str(), r.path.as_str()),
-            ("POST", "/api/v1/tokens")
-        );
+        let r = &only_request(&fake, "POST", "/api/v1/tokens");
         assert_eq!(
             r.query,
             "description=ci%20host%2F7%20%C3%BC&permanent=false&write=true"

@@ -43,11 +43,7 @@ pub(super) fn token_path(id: &str) -> String {
 /// Parses IAM's success body by hand, so no parser error can echo it.
 pub(super) fn parse_iam_token(body: &[u8]) -> std::result::Result<IamToken, String> {
     let value = json_object(body)?;
-    let access_token = match value.get("access_token") {
-        None | Some(Value::Null) => return Err("missing access_token".into()),
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(_) => return Err("access_token is not a non-empty string".into()),
-    };
+    let access_token = non_empty_string(&value, "access_token")?;
     let expires_in = match value.get("expires_in") {
         None | Some(Value::Null) => return Err("missing expires_in".into()),
         Some(v) => match v.as_u64() {
@@ -79,11 +75,7 @@ pub(super) fn parse_iam_token(body: &[u8]) -> std::result::Result<IamToken, Stri
 /// Parses the registry's `{"token": "<JWT>"}`.
 pub(super) fn parse_registry_token(body: &[u8]) -> std::result::Result<RegistryToken, String> {
     let value = json_object(body)?;
-    let token = match value.get("token") {
-        None | Some(Value::Null) => return Err("missing token".into()),
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(_) => return Err("token is not a non-empty string".into()),
-    };
+    let token = non_empty_string(&value, "token")?;
     let claims = jwt::claims(&token).ok_or("token is not a JWT")?;
     let id = match claims.get("jti") {
         None | Some(Value::Null) => return Err("token has no jti claim".into()),
@@ -105,6 +97,18 @@ fn json_object(body: &[u8]) -> std::result::Result<serde_json::Map<String, Value
         Ok(_) => Err("not a JSON object".into()),
         Err(_) if body.iter().all(u8::is_ascii_whitespace) => Err("empty body".into()),
         Err(_) => Err("not valid JSON".into()),
+    }
+}
+
+/// The field `key` of a reply, which must be a non-empty string.
+fn non_empty_string(
+    value: &serde_json::Map<String, Value>,
+    key: &str,
+) -> std::result::Result<String, String> {
+    match value.get(key) {
+        None | Some(Value::Null) => Err(format!("missing {key}")),
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(_) => Err(format!("{key} is not a non-empty string")),
     }
 }
 
