@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/deps.sh
-scripts/with-secret-service.sh cargo test --locked
+scripts/with-secret-service.sh cargo test --locked --workspace
 e2e/run.sh

@@ -1,6 +1,6 @@
 //! The fake IBM Cloud API (IAM, registry token API, nginx `auth_request` target) as a process,
 //! for shell and end-to-end tests. It prints one line, `listening on http://127.0.0.1:PORT`,
-//! then serves until killed. Control it with curl on `/_fake/*` (see tests/support/fake_ibm.rs).
+//! then serves until killed. Control it with curl on `/_fake/*` (see fake-ibm/src/lib.rs).
 //!
 //! ```text
 //! cargo run --example fake-ibm-api -- --port 0 --api-key KEY=0123456789abcdef0123456789abcdef
@@ -8,9 +8,6 @@
 
 // This program's interface is its stdout line and its stderr usage errors.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
-
-#[path = "../tests/support/fake_ibm.rs"]
-mod fake_ibm;
 
 use std::ffi::OsString;
 use std::io::Write;

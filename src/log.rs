@@ -36,6 +36,28 @@ pub fn one_line(s: &str) -> String {
         .collect()
 }
 
+/// Text from elsewhere (a server's message, an error's cause, a URL) as a
+/// short excerpt for a one-line message: [`one_line`], then runs of spaces
+/// collapsed and the ends trimmed; longer than `max` characters, it is cut to
+/// `max` characters, the last one `…`.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let folded = one_line(text);
+    let mut line = String::with_capacity(folded.len());
+    for c in folded.chars() {
+        if !(c == ' ' && line.ends_with(' ')) {
+            line.push(c);
+        }
+    }
+    let line = line.trim();
+    if line.chars().count() <= max {
+        line.to_string()
+    } else {
+        let mut capped: String = line.chars().take(max.saturating_sub(1)).collect();
+        capped.push('…');
+        capped
+    }
+}
+
 /// A value the user gave (a setting, an option, a file's field) made safe
 /// to quote in a one-line message: no control characters, at most 64 of them.
 pub fn quoted(value: &str) -> String {
@@ -64,4 +86,28 @@ macro_rules! debug {
             $crate::log::record($target, format_args!($($arg)*))
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_turns_each_control_character_into_a_space() {
+        assert_eq!(one_line("a\r\nb\tc"), "a  b c");
+    }
+
+    #[test]
+    fn excerpt_collapses_trims_and_caps() {
+        assert_eq!(excerpt("  not\r\n\tfound \u{7}", 200), "not found");
+        assert_eq!(excerpt("abc", 3), "abc");
+        assert_eq!(excerpt("abcd", 3), "ab…");
+        assert_eq!(excerpt("", 3), "");
+    }
+
+    #[test]
+    fn quoted_drops_control_characters_and_stops_at_64() {
+        assert_eq!(quoted("fast\nx"), "fastx");
+        assert_eq!(quoted(&"y".repeat(100)), "y".repeat(64));
+    }
 }

@@ -1,4 +1,3 @@
-//! Test support shared by the integration tests.
-#![allow(dead_code)]
+//! Test support shared by the integration tests: the fake IBM API is the `fake-ibm` crate.
 
-pub mod fake_ibm;
+pub use fake_ibm;

@@ -14,11 +14,10 @@
 //! Whatever is not in the research notes is marked **INVENTED** where it is defined, so a test
 //! never mistakes the fake's guess for the live service's behaviour.
 //!
-//! Included with `#[path]` both by `tests/support/mod.rs` and by `examples/fake-ibm-api.rs`,
-//! so this file declares no modules of its own.
+//! A dev-only crate of the workspace: the helper's unit tests (`src/mint/`), its integration
+//! tests (`tests/support/`) and `examples/fake-ibm-api.rs` use it. It shares no code with the
+//! helper, so it checks what the helper sends against its own reading of the API.
 
-// Each includer uses a different subset of this module.
-#![allow(dead_code)]
 // A fake server stamps `iat`/`exp` and checks expiry against its own clock; the crate-wide ban
 // on `SystemTime::now` (clippy.toml) is about the helper's code, not about this test double.
 #![allow(clippy::disallowed_methods)]
@@ -31,6 +30,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -399,11 +402,11 @@ impl Drop for FakeIbm {
 /// An HS256 JWT over `payload`: base64url (no padding) of `{"alg":"HS256","typ":"JWT"}`, of the
 /// payload, and of HMAC-SHA256 over `header.payload` with the fake's fixed secret.
 pub fn make_jwt(payload: &Value) -> String {
-    let header = base64_encode(br#"{"alg":"HS256","typ":"JWT"}"#, true);
-    let body = base64_encode(payload.to_string().as_bytes(), true);
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(payload.to_string().as_bytes());
     let signing_input = format!("{header}.{body}");
     let signature = hmac_sha256(JWT_SECRET, signing_input.as_bytes());
-    format!("{signing_input}.{}", base64_encode(&signature, true))
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
 /// The payload of a three-part JWT, decoded (signature not checked), if it is a JSON object.
@@ -413,7 +416,7 @@ pub fn decode_jwt_payload(token: &str) -> Option<Value> {
     if parts.next().is_some() {
         return None;
     }
-    let bytes = base64_decode(payload)?;
+    let bytes = JWT_PART.decode(payload).ok()?;
     match serde_json::from_slice(&bytes) {
         Ok(v @ Value::Object(_)) => Some(v),
         _ => None,
@@ -438,58 +441,14 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     outer.finalize().into()
 }
 
-/// Base64 with the URL-safe (`url`) or standard alphabet; padded only for the standard one.
-pub fn base64_encode(data: &[u8], url: bool) -> String {
-    let alphabet: &[u8; 64] = if url {
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    } else {
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    };
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        let chars = chunk.len() + 1;
-        for i in 0..4 {
-            if i < chars {
-                out.push(char::from(alphabet[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else if !url {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Decodes base64 in either alphabet, padded or not. `None` on anything else.
-pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for b in s.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if bits >= 6 {
-        return None;
-    }
-    Some(out)
-}
+/// Decoding as a lenient server does it: padded or not, stray low bits ignored.
+const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(true);
+/// Base64 of Basic credentials (RFC 7617), decoded leniently.
+const BASIC: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+/// Base64url of JWT parts (RFC 7515), decoded leniently.
+const JWT_PART: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
 
 /// Percent-decodes; `+` becomes a space when `plus_is_space`. Bad escapes stay as they are.
 pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
@@ -1306,7 +1265,7 @@ fn has_bx_client(req: &Request) -> bool {
             (parts.next(), parts.next(), parts.next()),
             (Some(scheme), Some(cred), None)
                 if scheme.eq_ignore_ascii_case("basic")
-                    && base64_decode(cred).as_deref() == Some(b"bx:bx".as_slice())
+                    && BASIC.decode(cred).ok().as_deref() == Some(b"bx:bx".as_slice())
         )
     })
 }
@@ -1455,7 +1414,7 @@ fn mint_iam(
     let refresh_token = if bx {
         let a = st.fresh();
         let b = st.fresh();
-        let token = base64_encode(&[a, b].concat(), true);
+        let token = URL_SAFE_NO_PAD.encode([a, b].concat());
         st.refresh_tokens.insert(
             token.clone(),
             RefreshGrant {
@@ -1666,7 +1625,7 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = String::from_utf8(base64_decode(encoded.trim())?).ok()?;
+    let decoded = String::from_utf8(BASIC.decode(encoded.trim()).ok()?).ok()?;
     let (user, pass) = decoded.split_once(':')?;
     Some((user.to_string(), pass.to_string()))
 }

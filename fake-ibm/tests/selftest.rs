@@ -1,13 +1,12 @@
-//! Self-test of the fake IBM API (tests/support/fake_ibm.rs) through a tiny std HTTP client, so
-//! the helper's tests can trust what the fake says about the wire.
-
-#[path = "support/fake_ibm.rs"]
-mod fake_ibm;
+//! Self-test of the fake IBM API (this crate) through a tiny std HTTP client, so the helper's
+//! tests can trust what the fake says about the wire.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use fake_ibm::{decode_jwt_payload, make_jwt, Config, FakeIbm, Fault, FaultKind};
 use serde_json::{json, Value};
 
@@ -130,7 +129,7 @@ fn server() -> FakeIbm {
 fn basic(user: &str, pass: &str) -> String {
     format!(
         "Basic {}",
-        fake_ibm::base64_encode(format!("{user}:{pass}").as_bytes(), false)
+        STANDARD.encode(format!("{user}:{pass}").as_bytes())
     )
 }
 

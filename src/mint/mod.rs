@@ -1,0 +1,586 @@
+//! The IBM Cloud client, [`Minter`]: IAM access tokens from an API key, and
+//! registry tokens from an access token (../shared/ibm-api.md §1, §2).
+//!
+//! This is the only module that imports reqwest. A [`Minter`] is built only
+//! on a cache miss, and its clients are built on first use, so a cached `get`
+//! never pays for a TLS stack. Its parts: `endpoint` (which base URLs may be
+//! called), `http` (sending within the bound, retries, failures) and `wire`
+//! (IBM's request and reply formats).
+//!
+//! Every public call is bounded by [`MINT_BOUND`] in total (connects, retries,
+//! waits and body reads together). Only the IAM token request is retried on
+//! server trouble; the registry token calls are retried only when the
+//! connection could not be made, because `POST /api/v1/tokens` is not
+//! idempotent (../shared/decisions.md §5).
+//!
+//! Errors are one line: `<request> to <url> failed: <why>`, where `<why>` is
+//! the HTTP status and IBM's code and message, or what went wrong on the
+//! connection. Text taken from a server is stripped of control characters,
+//! cleaned of the secrets sent with the request and capped at 200 characters.
+//! No secret ever reaches an error, and reqwest's own errors (which carry
+//! URLs and internals) are never shown as they are.
+
+mod endpoint;
+mod http;
+mod wire;
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::Result;
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::StatusCode;
+
+pub use endpoint::{Endpoint, DEFAULT_IAM, PRIVATE_IAM};
+pub(crate) use wire::APIKEY_GRANT;
+
+use crate::secret::Secret;
+use http::{Call, Http, Retry};
+use wire::{IAM_TOKEN_PATH, TOKENS_PATH};
+
+/// The most one public call of [`Minter`] may take, retries and waits included.
+pub const MINT_BOUND: Duration = Duration::from_secs(15);
+/// The largest bound [`Minter::with_bound`] accepts.
+pub const MAX_BOUND: Duration = Duration::from_secs(3600);
+/// The most characters of server-supplied text that go into a message.
+const MAX_SERVER_TEXT: usize = 200;
+
+/// What IAM answered.
+#[derive(Debug)]
+pub struct IamToken {
+    /// The access token (a JWT), without the `Bearer ` prefix.
+    pub access_token: Secret<String>,
+    /// Its lifetime in seconds, as IAM stated it (always positive).
+    pub expires_in: u64,
+    /// The account id: the access token's `account.bss` claim, if it has one.
+    pub account: Option<String>,
+}
+
+/// A registry token the registry token API created.
+#[derive(Debug)]
+pub struct RegistryToken {
+    /// The token (a JWT), used as the password of user `token`.
+    pub token: Secret<String>,
+    /// Its identifier: the JWT `jti` claim, for `DELETE /api/v1/tokens/{id}`.
+    pub id: String,
+    /// Its expiry (JWT `exp`, Unix seconds), if it has one.
+    pub expires_at: Option<u64>,
+}
+
+/// The outcome of a registry token creation that got an answer.
+#[derive(Debug)]
+pub enum Created {
+    /// A new token.
+    Token(RegistryToken),
+    /// The registry refused to create one: any 4xx other than 401 and 429, or
+    /// 501. The live service discontinued creation in 2019.
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// One line: the status and IBM's code and message, e.g.
+        /// `403 Forbidden: CRG0140E: …`.
+        reason: String,
+    },
+}
+
+/// The HTTP client of the helper. One per process, built only on a cache miss.
+pub struct Minter {
+    /// The clients, and the time bound of one public call.
+    http: Http,
+}
+
+impl fmt::Debug for Minter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // reqwest's Client Debug can show proxy URLs, which may hold passwords.
+        f.debug_struct("Minter")
+            .field("bound", &self.http.bound())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Minter {
+    /// A minter bounded by [`MINT_BOUND`]. Cheap: the HTTP clients are built
+    /// on first use.
+    pub fn new() -> Result<Minter> {
+        Ok(Minter::with_bound(MINT_BOUND))
+    }
+
+    /// A minter whose public calls each take at most `bound` (tests use a
+    /// short one), capped at [`MAX_BOUND`].
+    pub fn with_bound(bound: Duration) -> Minter {
+        Minter {
+            http: Http::new(bound.min(MAX_BOUND)),
+        }
+    }
+
+    /// Exchanges an API key for an IAM access token
+    /// (`POST {iam}/identity/token`, API-key grant, no client credentials).
+    /// Retried up to twice on connection trouble, timeouts, 5xx and 429.
+    pub fn iam_token(&self, iam: &Endpoint, api_key: &Secret<String>) -> Result<IamToken> {
+        let call = Call {
+            what: "IAM token request",
+            url: iam.join(IAM_TOKEN_PATH),
+            secret: api_key.expose(),
+        };
+        let body = wire::apikey_form(api_key.expose());
+        let reply = self.http.send(iam, &call, Retry::Transient, |client| {
+            client
+                .post(&call.url)
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(ACCEPT, "application/json")
+                .body(body.clone())
+        })?;
+        crate::debug!("mint", "{} answered {}", call.url, reply.status);
+        if !reply.status.is_success() {
+            return Err(call.fail(wire::status_error(reply.status, &reply.body, call.secret)));
+        }
+        wire::parse_iam_token(&reply.body)
+            .map_err(|why| call.fail(format!("malformed response: {why}")))
+    }
+
+    /// Creates a registry token (`POST {api}/api/v1/tokens?description=…&permanent=false&write=…`).
+    ///
+    /// A refusal (any 4xx but 401 and 429, or 501) is `Ok(Created::Refused)`;
+    /// other failures are errors. Retried only when the connection could not
+    /// be made: the request is not idempotent.
+    pub fn create_registry_token(
+        &self,
+        api: &Endpoint,
+        access_token: &Secret<String>,
+        account: &str,
+        description: &str,
+        write: bool,
+    ) -> Result<Created> {
+        let call = Call {
+            what: "registry token request",
+            url: api.join(TOKENS_PATH),
+            secret: access_token.expose(),
+        };
+        let url = format!("{}?{}", call.url, wire::create_query(description, write));
+        let (authorization, account) = registry_headers(&call, access_token, account)?;
+        let reply = self.http.send(api, &call, Retry::ConnectOnly, |client| {
+            client
+                .post(&url)
+                .header(AUTHORIZATION, authorization.clone())
+                .header("Account", account.clone())
+                .header(ACCEPT, "application/json")
+                .body(Vec::new())
+        })?;
+        crate::debug!("mint", "{} answered {}", call.url, reply.status);
+        let status = reply.status;
+        if status == StatusCode::OK || status == StatusCode::CREATED {
+            return wire::parse_registry_token(&reply.body)
+                .map(Created::Token)
+                .map_err(|why| call.fail(format!("malformed response: {why}")));
+        }
+        let refused = (status.is_client_error()
+            && status != StatusCode::UNAUTHORIZED
+            && status != StatusCode::TOO_MANY_REQUESTS)
+            || status == StatusCode::NOT_IMPLEMENTED;
+        let why = wire::status_error(status, &reply.body, call.secret);
+        if refused {
+            return Ok(Created::Refused {
+                status: status.as_u16(),
+                reason: why,
+            });
+        }
+        Err(call.fail(why))
+    }
+
+    /// Deletes a registry token (`DELETE {api}/api/v1/tokens/{id}`). A token
+    /// that is already gone (404) counts as deleted. Retried only when the
+    /// connection could not be made.
+    pub fn delete_registry_token(
+        &self,
+        api: &Endpoint,
+        access_token: &Secret<String>,
+        account: &str,
+        id: &str,
+    ) -> Result<()> {
+        let call = Call {
+            what: "registry token delete request",
+            url: api.join(&wire::token_path(id)),
+            secret: access_token.expose(),
+        };
+        let (authorization, account) = registry_headers(&call, access_token, account)?;
+        let reply = self.http.send(api, &call, Retry::ConnectOnly, |client| {
+            client
+                .delete(&call.url)
+                .header(AUTHORIZATION, authorization.clone())
+                .header("Account", account.clone())
+                .header(ACCEPT, "application/json")
+        })?;
+        crate::debug!("mint", "{} answered {}", call.url, reply.status);
+        if reply.status.is_success() || reply.status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        Err(call.fail(wire::status_error(reply.status, &reply.body, call.secret)))
+    }
+}
+
+/// The `Authorization` and `Account` headers of a registry call, checked
+/// before anything is sent. The token's header is marked sensitive.
+fn registry_headers(
+    call: &Call,
+    access_token: &Secret<String>,
+    account: &str,
+) -> Result<(HeaderValue, HeaderValue)> {
+    let mut authorization = HeaderValue::from_str(&format!("Bearer {}", access_token.expose()))
+        .map_err(|_| call.fail("the access token is not a valid header value"))?;
+    authorization.set_sensitive(true);
+    if account.is_empty() {
+        return Err(call.fail("no account id"));
+    }
+    let account = HeaderValue::from_str(account)
+        .map_err(|_| call.fail("the account id is not a valid header value"))?;
+    Ok((authorization, account))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use fake_ibm::{Config, FakeIbm, Fault, FaultKind, Request};
+
+    use super::*;
+    use crate::jwt;
+
+    pub(super) const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
+    /// A canary API key: it must appear in no error and no Debug output.
+    pub(super) const KEY: &str = "canary-key-7Qx/+= &z";
+    const UNKNOWN_KEY: &str = "canary-unknown-key-3Vb";
+    const UA: &str = concat!("docker-credential-ibmcr/", env!("CARGO_PKG_VERSION"));
+
+    pub(super) fn server() -> FakeIbm {
+        FakeIbm::start(Config {
+            api_keys: BTreeMap::from([(KEY.to_string(), ACCOUNT.to_string())]),
+            iam_lifetime: 1200,
+            ..Default::default()
+        })
+    }
+
+    pub(super) fn endpoint(fake: &FakeIbm) -> Endpoint {
+        Endpoint::parse(&fake.url()).unwrap()
+    }
+
+    pub(super) fn key(k: &str) -> Secret<String> {
+        Secret::new(k.to_string())
+    }
+
+    pub(super) fn fault(method: &str, path: &str, kind: FaultKind, times: u32) -> Fault {
+        Fault {
+            method: Some(method.to_string()),
+            path_prefix: path.to_string(),
+            kind,
+            times,
+        }
+    }
+
+    /// What a new minter gets from the fake's IAM for the canary key.
+    pub(super) fn iam_with_key(fake: &FakeIbm) -> Result<IamToken> {
+        Minter::new().unwrap().iam_token(&endpoint(fake), &key(KEY))
+    }
+
+    /// One line, and none of `secrets` in it.
+    fn assert_clean(text: &str, secrets: &[&str]) {
+        assert!(!text.contains(['\n', '\r']), "not one line: {text:?}");
+        for s in secrets {
+            assert!(!text.contains(s), "secret in {text:?}");
+        }
+    }
+
+    pub(super) fn error_text(err: &anyhow::Error, secrets: &[&str]) -> String {
+        let text = err.to_string();
+        assert_eq!(text, format!("{err:#}"), "one message, no chain");
+        assert_clean(&text, secrets);
+        // Debug may add a backtrace (RUST_BACKTRACE), never a secret.
+        let debug = format!("{err:?}");
+        for s in secrets {
+            assert!(!debug.contains(s), "secret in {debug:?}");
+        }
+        text
+    }
+
+    #[test]
+    fn minter_debug_shows_no_client() {
+        let m = Minter::with_bound(Duration::from_secs(3));
+        assert_eq!(format!("{m:?}"), "Minter { bound: 3s, .. }");
+    }
+
+    // ---- against the fake IBM API ----
+
+    #[test]
+    fn iam_request_is_exactly_the_api_key_grant() {
+        let fake = server();
+        let minter = Minter::new().unwrap();
+        let token = minter.iam_token(&endpoint(&fake), &key(KEY)).unwrap();
+        assert_eq!(token.expires_in, 1200);
+        assert_eq!(token.account.as_deref(), Some(ACCOUNT));
+        assert!(token.access_token.expose().starts_with("ey"));
+        assert_clean(&format!("{token:?}"), &[KEY, token.access_token.expose()]);
+
+        let r = &only_request(&fake, "POST", "/identity/token");
+        assert_eq!(r.query, "");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(r.header("accept"), Some("application/json"));
+        assert_eq!(r.header("user-agent"), Some(UA));
+        assert_eq!(r.header("authorization"), None);
+        assert_eq!(
+            r.body_str(),
+            "grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Aapikey\
+             &apikey=canary-key-7Qx%2F%2B%3D%20%26z"
+        );
+        assert_eq!(r.form_param("apikey").as_deref(), Some(KEY));
+        assert_eq!(fake.stats().iam_mints, 1);
+    }
+
+    #[test]
+    fn iam_accepts_the_token_url_form() {
+        let fake = server();
+        let iam = Endpoint::parse_iam(&format!("{}/identity/token", fake.url())).unwrap();
+        Minter::new().unwrap().iam_token(&iam, &key(KEY)).unwrap();
+        assert_eq!(fake.count("POST", "/identity/token"), 1);
+    }
+
+    #[test]
+    fn unknown_key_is_one_line_without_the_key() {
+        let fake = server();
+        let minter = Minter::new().unwrap();
+        let err = minter
+            .iam_token(&endpoint(&fake), &key(UNKNOWN_KEY))
+            .unwrap_err();
+        assert_eq!(
+            error_text(&err, &[UNKNOWN_KEY]),
+            format!(
+                "IAM token request to {}/identity/token failed: 400 Bad Request: \
+                 BXNIM0415E: Provided API key could not be found",
+                fake.url()
+            )
+        );
+        assert_eq!(
+            fake.count("POST", "/identity/token"),
+            1,
+            "4xx is not retried"
+        );
+    }
+
+    #[test]
+    fn garbage_json_is_a_malformed_response() {
+        let fake = server();
+        fake.inject(fault("POST", "/identity", FaultKind::GarbageJson, 0));
+        let err = iam_with_key(&fake).unwrap_err();
+        assert_eq!(
+            error_text(&err, &[KEY]),
+            format!(
+                "IAM token request to {}/identity/token failed: malformed response: not valid JSON",
+                fake.url()
+            )
+        );
+        assert_eq!(fake.count("POST", "/identity/token"), 1, "a 200 is final");
+    }
+
+    /// The one request `fake` recorded, checked to be `method path`.
+    fn only_request(fake: &FakeIbm, method: &str, path: &str) -> Request {
+        let mut requests = fake.requests();
+        assert_eq!(requests.len(), 1);
+        let r = requests.remove(0);
+        assert_eq!((r.method.as_str(), r.path.as_str()), (method, path));
+        r
+    }
+
+    /// An access token from the fake's IAM.
+    pub(super) fn access_token(fake: &FakeIbm, minter: &Minter) -> (Secret<String>, String) {
+        let iam = minter.iam_token(&endpoint(fake), &key(KEY)).unwrap();
+        let account = iam.account.clone().unwrap();
+        fake.clear_requests();
+        (iam.access_token, account)
+    }
+
+    #[test]
+    fn create_and_delete_a_registry_token() {
+        let fake = server();
+        let minter = Minter::new().unwrap();
+        let api = endpoint(&fake);
+        let (access, account) = access_token(&fake, &minter);
+        let created = minter
+            .create_registry_token(&api, &access, &account, "ci host/7 ü", true)
+            .unwrap();
+        let Created::Token(token) = created else {
+            panic!("refused: {created:?}");
+        };
+        let claims = jwt::claims(token.token.expose()).unwrap();
+        assert_eq!(claims["jti"].as_str(), Some(token.id.as_str()));
+        assert!(token.expires_at.is_some());
+        assert_eq!(token.expires_at, jwt::expiry(token.token.expose()));
+        assert_clean(
+            &format!("{token:?}"),
+            &[token.token.expose(), access.expose()],
+        );
+
+        let r = &only_request(&fake, "POST", "/api/v1/tokens");
+        assert_eq!(
+            r.query,
+            "description=ci%20host%2F7%20%C3%BC&permanent=false&write=true"
+        );
+        assert_eq!(r.query_param("description").as_deref(), Some("ci host/7 ü"));
+        let bearer = format!("Bearer {}", access.expose());
+        assert_eq!(r.header("authorization"), Some(bearer.as_str()));
+        assert_eq!(r.header("account"), Some(ACCOUNT));
+        assert_eq!(r.header("accept"), Some("application/json"));
+        assert_eq!(r.header("user-agent"), Some(UA));
+        assert_eq!(r.header("content-length"), Some("0"));
+        assert!(r.body.is_empty());
+        assert_eq!(fake.stats().registry_token_creates, 1);
+
+        minter
+            .delete_registry_token(&api, &access, &account, &token.id)
+            .unwrap();
+        let requests = fake.requests();
+        let r = requests.last().unwrap();
+        assert_eq!(r.method, "DELETE");
+        assert_eq!(r.path, format!("/api/v1/tokens/{}", token.id));
+        assert_eq!(r.header("authorization"), Some(bearer.as_str()));
+        assert_eq!(r.header("account"), Some(ACCOUNT));
+        assert_eq!(r.header("accept"), Some("application/json"));
+        assert_eq!(fake.stats().registry_token_deletes, 1);
+
+        // Already gone (404) counts as deleted.
+        minter
+            .delete_registry_token(&api, &access, &account, &token.id)
+            .unwrap();
+        assert_eq!(fake.stats().registry_token_deletes, 1);
+    }
+
+    #[test]
+    fn read_only_tokens_say_write_false() {
+        let fake = server();
+        let minter = Minter::new().unwrap();
+        let (access, account) = access_token(&fake, &minter);
+        let created = minter
+            .create_registry_token(&endpoint(&fake), &access, &account, "d", false)
+            .unwrap();
+        assert!(matches!(created, Created::Token(_)));
+        assert_eq!(
+            fake.requests()[0].query,
+            "description=d&permanent=false&write=false"
+        );
+    }
+
+    #[test]
+    fn refusal_is_an_answer_not_an_error() {
+        let fake = server();
+        fake.update(|c| c.refuse_token_creation = true);
+        let minter = Minter::new().unwrap();
+        let (access, account) = access_token(&fake, &minter);
+        let created = minter
+            .create_registry_token(&endpoint(&fake), &access, &account, "d", true)
+            .unwrap();
+        match created {
+            Created::Refused { status, reason } => {
+                assert_eq!(status, 403);
+                assert_eq!(
+                    reason,
+                    "403 Forbidden: CRG0140E: Registry tokens can no longer be created. \
+                     Use IAM API keys instead."
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fake.count("POST", "/api/v1/tokens"), 1);
+    }
+
+    #[test]
+    fn refusal_statuses() {
+        let fake = server();
+        let minter = Minter::new().unwrap();
+        let (access, account) = access_token(&fake, &minter);
+        for (status, refused) in [
+            (404, true),
+            (410, true),
+            (405, true),
+            (501, true),
+            (429, false),
+            (500, false),
+            (502, false),
+        ] {
+            fake.inject(fault(
+                "POST",
+                "/api/v1/tokens",
+                FaultKind::Status(status),
+                1,
+            ));
+            let got = minter.create_registry_token(&endpoint(&fake), &access, &account, "d", true);
+            match got {
+                Ok(Created::Refused { status: s, .. }) => assert!(refused && s == status),
+                Err(e) => assert!(!refused && e.to_string().contains(&status.to_string())),
+                Ok(Created::Token(_)) => panic!("{status} made a token"),
+            }
+        }
+        assert_eq!(fake.count("POST", "/api/v1/tokens"), 7, "none retried");
+    }
+
+    #[test]
+    fn create_with_a_bad_access_token_is_an_error() {
+        let fake = server();
+        let minter = Minter::new().unwrap();
+        let bogus = key("canary-bogus-access-token");
+        let err = minter
+            .create_registry_token(&endpoint(&fake), &bogus, ACCOUNT, "d", true)
+            .unwrap_err();
+        assert_eq!(
+            error_text(&err, &["canary-bogus-access-token"]),
+            format!(
+                "registry token request to {}/api/v1/tokens failed: 401 Unauthorized: \
+                 CRG0009E: You are not authorized to access the specified account.",
+                fake.url()
+            )
+        );
+        let err = minter
+            .delete_registry_token(&endpoint(&fake), &bogus, ACCOUNT, "some id")
+            .unwrap_err();
+        assert_eq!(
+            error_text(&err, &["canary-bogus-access-token"]),
+            format!(
+                "registry token delete request to {}/api/v1/tokens/some%20id failed: \
+                 401 Unauthorized: CRG0009E: You are not authorized to access the \
+                 specified account.",
+                fake.url()
+            )
+        );
+    }
+
+    #[test]
+    fn delete_errors_other_than_404_are_errors() {
+        let fake = server();
+        let minter = Minter::new().unwrap();
+        let (access, account) = access_token(&fake, &minter);
+        fake.inject(fault("DELETE", "/api/v1/tokens", FaultKind::Status(500), 0));
+        let err = minter
+            .delete_registry_token(&endpoint(&fake), &access, &account, "x")
+            .unwrap_err();
+        assert!(error_text(&err, &[access.expose()]).contains("500 Internal Server Error"));
+        assert_eq!(fake.count("DELETE", "/api/v1/tokens/x"), 1);
+    }
+
+    #[test]
+    fn header_values_are_checked_before_sending() {
+        let fake = server();
+        let minter = Minter::new().unwrap();
+        let access = key("canary-access");
+        for account in ["", "a\nb"] {
+            let err = minter
+                .create_registry_token(&endpoint(&fake), &access, account, "d", true)
+                .unwrap_err();
+            error_text(&err, &["canary-access"]);
+        }
+        let bad = key("canary\r\nX-Injected: 1");
+        let err = minter
+            .create_registry_token(&endpoint(&fake), &bad, ACCOUNT, "d", true)
+            .unwrap_err();
+        error_text(&err, &["canary"]);
+        assert!(fake.requests().is_empty());
+    }
+}

@@ -1,0 +1,318 @@
+//! IBM's request and reply formats: the IAM form, the token API's paths and
+//! query, the success bodies, and error bodies made into one safe line.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::{IamToken, RegistryToken, MAX_SERVER_TEXT};
+use crate::secret::Secret;
+use crate::{jwt, log};
+
+/// IAM's token path, below the IAM base URL.
+pub(super) const IAM_TOKEN_PATH: &str = "/identity/token";
+/// The registry token collection, below the registry API base URL.
+pub(super) const TOKENS_PATH: &str = "/api/v1/tokens";
+/// The API-key grant type (../shared/ibm-api.md §2.1); IAM access tokens
+/// minted from an API key name it in their `grant_type` claim.
+pub(crate) const APIKEY_GRANT: &str = "urn:ibm:params:oauth:grant-type:apikey";
+
+/// The body of an IAM token request with the API-key grant (no client
+/// credentials): `grant_type=…&apikey=…`, form-encoded.
+pub(super) fn apikey_form(api_key: &str) -> String {
+    format!(
+        "grant_type={}&apikey={}",
+        percent_encode(APIKEY_GRANT),
+        percent_encode(api_key)
+    )
+}
+
+/// The query of a registry token creation: a described, non-permanent token,
+/// read-only unless `write`.
+pub(super) fn create_query(description: &str, write: bool) -> String {
+    format!(
+        "description={}&permanent=false&write={write}",
+        percent_encode(description)
+    )
+}
+
+/// The path of one registry token, below the registry API base URL.
+pub(super) fn token_path(id: &str) -> String {
+    format!("{TOKENS_PATH}/{}", percent_encode(id))
+}
+
+/// Parses IAM's success body by hand, so no parser error can echo it.
+pub(super) fn parse_iam_token(body: &[u8]) -> std::result::Result<IamToken, String> {
+    let value = json_object(body)?;
+    let access_token = non_empty_string(&value, "access_token")?;
+    let expires_in = match value.get("expires_in") {
+        None | Some(Value::Null) => return Err("missing expires_in".into()),
+        Some(v) => match v.as_u64() {
+            Some(n) if n > 0 => n,
+            _ => return Err("expires_in is not a positive integer".into()),
+        },
+    };
+    match value.get("token_type") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(_) => return Err("token_type is not Bearer".into()),
+    }
+    let account = jwt::claims(&access_token)
+        .and_then(|claims| {
+            claims
+                .get("account")?
+                .get("bss")?
+                .as_str()
+                .map(str::to_string)
+        })
+        .filter(|a| is_plain(a));
+    Ok(IamToken {
+        access_token: Secret::new(access_token),
+        expires_in,
+        account,
+    })
+}
+
+/// Parses the registry's `{"token": "<JWT>"}`.
+pub(super) fn parse_registry_token(body: &[u8]) -> std::result::Result<RegistryToken, String> {
+    let value = json_object(body)?;
+    let token = non_empty_string(&value, "token")?;
+    let claims = jwt::claims(&token).ok_or("token is not a JWT")?;
+    let id = match claims.get("jti") {
+        None | Some(Value::Null) => return Err("token has no jti claim".into()),
+        Some(Value::String(id)) if is_plain(id) => id.clone(),
+        Some(_) => return Err("token's jti claim is not a plain string".into()),
+    };
+    let expires_at = claims.get("exp").and_then(Value::as_u64);
+    Ok(RegistryToken {
+        token: Secret::new(token),
+        id,
+        expires_at,
+    })
+}
+
+/// The body as a JSON object, or why not (never the parser's text).
+fn json_object(body: &[u8]) -> std::result::Result<serde_json::Map<String, Value>, String> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err("not a JSON object".into()),
+        Err(_) if body.iter().all(u8::is_ascii_whitespace) => Err("empty body".into()),
+        Err(_) => Err("not valid JSON".into()),
+    }
+}
+
+/// The field `key` of a reply, which must be a non-empty string.
+fn non_empty_string(
+    value: &serde_json::Map<String, Value>,
+    key: &str,
+) -> std::result::Result<String, String> {
+    match value.get(key) {
+        None | Some(Value::Null) => Err(format!("missing {key}")),
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(_) => Err(format!("{key} is not a non-empty string")),
+    }
+}
+
+/// `400 Bad Request: BXNIM0415E: Provided API key could not be found`: the
+/// status and, when the body says, IBM's code and message, with `secret`
+/// (what the request sent) masked.
+pub(super) fn status_error(status: StatusCode, body: &[u8], secret: &str) -> String {
+    let status = match status.canonical_reason() {
+        Some(reason) => format!("{} {reason}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    };
+    match ibm_error(body) {
+        Some(detail) => format!("{status}: {}", server_text(&detail, secret)),
+        None => status,
+    }
+}
+
+/// IBM's code and message from an error body: IAM's
+/// `{"errorCode","errorMessage","errorDetails"}` (details preferred), the
+/// registry's `{"code","message"}`, or a registry v2 `{"errors":[…]}`.
+fn ibm_error(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let text = |v: &Value, keys: &[&str]| {
+        keys.iter()
+            .filter_map(|k| v.get(*k)?.as_str())
+            .find(|s| !s.trim().is_empty())
+            .map(str::to_string)
+    };
+    let source = match value.get("errors").and_then(|e| e.get(0)) {
+        Some(first) if value.get("code").is_none() && value.get("errorCode").is_none() => first,
+        _ => &value,
+    };
+    let code = text(source, &["errorCode", "code"]);
+    let message = text(source, &["errorDetails", "errorMessage", "message"]);
+    match (code, message) {
+        (Some(code), Some(message)) => Some(format!("{code}: {message}")),
+        (Some(one), None) | (None, Some(one)) => Some(one),
+        (None, None) => None,
+    }
+}
+
+/// Server-supplied text made safe for one line: the secret sent with the
+/// request is masked, then it is a [`log::excerpt`] of at most
+/// [`MAX_SERVER_TEXT`] characters.
+fn server_text(text: &str, secret: &str) -> String {
+    if secret.len() >= 4 {
+        return log::excerpt(&text.replace(secret, "****"), MAX_SERVER_TEXT);
+    }
+    log::excerpt(text, MAX_SERVER_TEXT)
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters; good for
+/// form values, query values and path segments alike.
+fn percent_encode(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    out
+}
+
+/// Printable ASCII without spaces, 1 to 200 characters: safe as a header
+/// value, a path segment and in a message.
+fn is_plain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_SERVER_TEXT && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use fake_ibm::make_jwt;
+
+    use super::*;
+    use crate::mint::tests::ACCOUNT;
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved() {
+        assert_eq!(percent_encode("aZ09-._~"), "aZ09-._~");
+        assert_eq!(
+            percent_encode(APIKEY_GRANT),
+            "urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Aapikey"
+        );
+        assert_eq!(percent_encode("a b+c/d=&é"), "a%20b%2Bc%2Fd%3D%26%C3%A9");
+    }
+
+    #[test]
+    fn server_text_is_one_masked_capped_line() {
+        assert_eq!(
+            server_text("  key abcd-secret\r\nnot\tfound \u{7}", "abcd-secret"),
+            "key **** not found"
+        );
+        let long = "x".repeat(1000);
+        let capped = server_text(&long, "");
+        assert_eq!(capped.chars().count(), MAX_SERVER_TEXT);
+        assert!(capped.ends_with('…'));
+    }
+
+    #[test]
+    fn ibm_error_shapes() {
+        let e = |body: &str| ibm_error(body.as_bytes());
+        assert_eq!(
+            e(r#"{"errorCode":"BXNIM0415E","errorMessage":"Provided API key could not be found"}"#),
+            Some("BXNIM0415E: Provided API key could not be found".into())
+        );
+        assert_eq!(
+            e(r#"{"errorCode":"BXNIM0109E","errorMessage":"m","errorDetails":"d"}"#),
+            Some("BXNIM0109E: d".into())
+        );
+        assert_eq!(
+            e(r#"{"code":"CRG0009E","message":"No.","request-id":"1"}"#),
+            Some("CRG0009E: No.".into())
+        );
+        assert_eq!(
+            e(r#"{"errors":[{"code":"UNAUTHORIZED","message":"auth"}]}"#),
+            Some("UNAUTHORIZED: auth".into())
+        );
+        assert_eq!(e(r#"{"message":"only"}"#), Some("only".into()));
+        for body in ["", "<html>", "[]", "{}", r#"{"code":7}"#, r#"{"errors":7}"#] {
+            assert_eq!(e(body), None, "{body}");
+        }
+    }
+
+    #[test]
+    fn iam_bodies_are_checked_field_by_field() {
+        let jwt = make_jwt(&serde_json::json!({"account": {"bss": ACCOUNT}, "exp": 1}));
+        let body = |v: serde_json::Value| v.to_string().into_bytes();
+        let ok = parse_iam_token(&body(serde_json::json!({
+            "access_token": jwt, "expires_in": 3600, "token_type": "Bearer"
+        })))
+        .unwrap();
+        assert_eq!(
+            (
+                ok.access_token.expose(),
+                ok.expires_in,
+                ok.account.as_deref()
+            ),
+            (&jwt, 3600, Some(ACCOUNT))
+        );
+        let opaque = parse_iam_token(br#"{"access_token":"opaque","expires_in":5}"#).unwrap();
+        assert_eq!(opaque.account, None);
+        for (v, why) in [
+            (serde_json::json!({"expires_in": 1}), "missing access_token"),
+            (
+                serde_json::json!({"access_token": "", "expires_in": 1}),
+                "access_token is not a non-empty string",
+            ),
+            (
+                serde_json::json!({"access_token": 5, "expires_in": 1}),
+                "access_token is not a non-empty string",
+            ),
+            (
+                serde_json::json!({"access_token": "t"}),
+                "missing expires_in",
+            ),
+            (
+                serde_json::json!({"access_token": "t", "expires_in": 0}),
+                "expires_in is not a positive integer",
+            ),
+            (
+                serde_json::json!({"access_token": "t", "expires_in": -5}),
+                "expires_in is not a positive integer",
+            ),
+            (
+                serde_json::json!({"access_token": "t", "expires_in": "3600"}),
+                "expires_in is not a positive integer",
+            ),
+            (
+                serde_json::json!({"access_token": "t", "expires_in": 1, "token_type": "mac"}),
+                "token_type is not Bearer",
+            ),
+            (serde_json::json!([1]), "not a JSON object"),
+        ] {
+            assert_eq!(parse_iam_token(&body(v)).unwrap_err(), why);
+        }
+        assert_eq!(parse_iam_token(b"{\"a").unwrap_err(), "not valid JSON");
+        assert_eq!(parse_iam_token(b" \n").unwrap_err(), "empty body");
+    }
+
+    #[test]
+    fn registry_bodies_need_a_jwt_with_jti() {
+        let body = |token: &str| serde_json::json!({ "token": token }).to_string();
+        let with = make_jwt(&serde_json::json!({"jti": "id-1", "exp": 99}));
+        let t = parse_registry_token(body(&with).as_bytes()).unwrap();
+        assert_eq!((t.id.as_str(), t.expires_at), ("id-1", Some(99)));
+        let permanent = make_jwt(&serde_json::json!({"jti": "id-2"}));
+        let t = parse_registry_token(body(&permanent).as_bytes()).unwrap();
+        assert_eq!(t.expires_at, None);
+        let without = make_jwt(&serde_json::json!({"exp": 99}));
+        assert_eq!(
+            parse_registry_token(body(&without).as_bytes()).unwrap_err(),
+            "token has no jti claim"
+        );
+        let odd = make_jwt(&serde_json::json!({"jti": "a\nb"}));
+        assert!(parse_registry_token(body(&odd).as_bytes()).is_err());
+        assert_eq!(
+            parse_registry_token(body("opaque").as_bytes()).unwrap_err(),
+            "token is not a JWT"
+        );
+        assert_eq!(parse_registry_token(b"{}").unwrap_err(), "missing token");
+    }
+}
