@@ -21,12 +21,12 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{Map, Value};
 
 use crate::env::{Env, DOCKER_CONFIG, REGISTRY_AUTH_FILE};
+use crate::fsutil::{self, WriteOptions};
 use crate::registry::HOSTS;
 
 /// The helper's name in `credsStore`/`credHelpers`: docker runs `docker-credential-ibmcr`.
@@ -506,7 +506,7 @@ impl Plan {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        create_private_dirs(&parent)
+        fsutil::create_private_dirs(&parent)
             .with_context(|| format!("{shown}: creating {}", parent.display()))?;
         let backup = match &self.before {
             Some((old, meta)) => {
@@ -514,17 +514,29 @@ impl Plan {
                 name.push(BACKUP_SUFFIX);
                 let backup = PathBuf::from(name);
                 let backup_target = resolve_links(&backup)?;
-                write_atomic(&backup_target, old, 0o600, Some(meta))
+                let options = WriteOptions {
+                    mode: Some(0o600),
+                    owner_of: Some(meta),
+                };
+                fsutil::write_atomic_with(&backup_target, old, options)
                     .with_context(|| format!("{shown}: writing the backup {}", backup.display()))?;
                 Some(backup)
             }
             None => None,
         };
-        let (mode, like) = match &self.before {
-            Some((_, meta)) => (file_mode(meta), Some(meta)),
-            None => (0o600, None),
+        // An existing file keeps its mode and owner: a user's `config.json` rewritten by
+        // `sudo … configure` stays theirs and readable to them.
+        let options = match &self.before {
+            Some((_, meta)) => WriteOptions {
+                mode: Some(file_mode(meta)),
+                owner_of: Some(meta),
+            },
+            None => WriteOptions {
+                mode: Some(0o600),
+                owner_of: None,
+            },
         };
-        write_atomic(&self.write_path, bytes, mode, like)
+        fsutil::write_atomic_with(&self.write_path, bytes, options)
             .with_context(|| format!("{shown}: writing it"))?;
         Ok(backup)
     }
@@ -739,86 +751,12 @@ fn file_mode(_meta: &fs::Metadata) -> u32 {
     0o600
 }
 
-/// Creates `dir` and any missing parents, each 0700.
-fn create_private_dirs(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
-/// Replaces `path` with `bytes` atomically: a temp file in the same directory created with
-/// `mode` (never wider in between), written, synced, renamed over `path`, then the
-/// directory synced. With `like`, the new file takes that file's owner when allowed, as
-/// docker's own save does.
-///
-/// Not `fsutil::write_atomic`, which always leaves a 0600 file owned by the caller: a
-/// user's `config.json` rewritten by `sudo … configure` would become unreadable to them.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32, like: Option<&fs::Metadata>) -> Result<()> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    #[cfg(not(unix))]
-    let _ = (mode, like);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let (tmp, mut file) = loop {
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(
-            ".ibmcr-tmp-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let tmp = dir.join(tmp_name);
-        let mut open = fs::OpenOptions::new();
-        open.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600 & mode);
-        match open.open(&tmp) {
-            Ok(file) => break (tmp, file),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(e).with_context(|| format!("creating a temp file in {}", dir.display()))
-            }
-        }
-    };
-    let result = (|| -> Result<()> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::{MetadataExt, PermissionsExt};
-            // Created under the umask: give it exactly `mode` (that of the file it replaces).
-            file.set_permissions(fs::Permissions::from_mode(mode))?;
-            if let Some(like) = like {
-                let mine = file.metadata()?;
-                if (mine.uid(), mine.gid()) != (like.uid(), like.gid()) {
-                    // Best effort, as docker's copyFilePermissions: only root may give files away.
-                    let _ = std::os::unix::fs::fchown(&file, Some(like.uid()), Some(like.gid()));
-                }
-            }
-        }
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        #[cfg(unix)]
-        fs::File::open(dir)?.sync_all()?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::ffi::OsString;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     const CANARY: &str = "Q0FOQVJZLXNlY3JldC12YWx1ZQ==";
 
