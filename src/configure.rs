@@ -19,7 +19,7 @@
 //! with nothing changed.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -53,9 +53,9 @@ const DIFF_CONTEXT: usize = 3;
 /// Writes the `credsStore`/`credHelpers` entries of the module docs into docker's
 /// `config.json` and the containers tools' `auth.json` files found through `env`
 /// (`uid` names `/run/containers/<uid>/auth.json` when `XDG_RUNTIME_DIR` is unset), and
-/// reports one line per file and action on `out`.
+/// reports one line per file and action.
 ///
-/// - `--dry-run`: print what would change, as a diff of each file with the secrets of
+/// - `--dry-run`: report what would change, as a diff of each file with the secrets of
 ///   `auths` redacted; write nothing.
 /// - `--undo`: remove exactly what `configure` adds: `credHelpers` entries naming `ibmcr`
 ///   for IBM hosts (and `credHelpers` itself if that empties it), and `credsStore` if it
@@ -63,17 +63,35 @@ const DIFF_CONTEXT: usize = 3;
 /// - `--creds-store`: replace a `credsStore` naming another helper (kept by default).
 ///
 /// # Errors
-/// An unknown option; no home directory to find a file in; a file that is not a JSON
-/// object or cannot be read (nothing is written then); a write that fails (files
-/// written before it stay written, each one whole).
-pub fn run(args: &[String], env: &Env, uid: u32, out: &mut dyn Write) -> Result<()> {
+/// In [`Report::result`]: an unknown option; no home directory to find a file in; a file
+/// that is not a JSON object or cannot be read (nothing is written then); a write that
+/// fails (files written before it stay written, each one whole, and are reported).
+pub fn run(args: &[String], env: &Env, uid: u32) -> Report {
+    let mut lines = Vec::new();
+    let result = configure_files(args, env, uid, &mut lines);
+    Report { lines, result }
+}
+
+/// What a run has to say, and how it ended.
+#[derive(Debug)]
+#[must_use]
+pub struct Report {
+    /// One line each, without its newline: to show before any error, since they stand
+    /// even when the run failed part-way (a file written before the failure stays written).
+    pub lines: Vec<String>,
+    /// Whether every file was set up.
+    pub result: Result<()>,
+}
+
+/// [`run`], saying what it does in `lines`.
+fn configure_files(args: &[String], env: &Env, uid: u32, lines: &mut Vec<String>) -> Result<()> {
     let Some(options) = Options::parse(args)? else {
-        writeln!(out, "{USAGE}")?;
-        writeln!(
-            out,
+        lines.push(USAGE.to_string());
+        lines.push(
             "sets credHelpers (and credsStore) to ibmcr for every IBM registry host in docker's \
              config.json and the containers tools' auth.json"
-        )?;
+                .to_string(),
+        );
         return Ok(());
     };
     let targets = targets(env, uid)?;
@@ -82,21 +100,21 @@ pub fn run(args: &[String], env: &Env, uid: u32, out: &mut dyn Write) -> Result<
         plans.push(Plan::new(target, &options)?);
     }
     for plan in &plans {
-        plan.apply(&options, out)?;
+        plan.apply(&options, lines)?;
     }
     if !options.undo {
         if uid == 0 {
-            writeln!(
-                out,
+            lines.push(
                 "note: as root this set up root's own files (`sudo docker`, root podman); root \
                  usually has no keyring, so `store` falls back to the file store"
-            )?;
+                    .to_string(),
+            );
         } else {
-            writeln!(
-                out,
+            lines.push(
                 "note: `sudo docker` and root podman read root's files, not these: run \
                  `sudo docker-credential-ibmcr configure` for them"
-            )?;
+                    .to_string(),
+            );
         }
     }
     Ok(())
@@ -417,24 +435,22 @@ impl Plan {
         parts.join(", ")
     }
 
-    fn apply(&self, options: &Options, out: &mut dyn Write) -> Result<()> {
+    fn apply(&self, options: &Options, lines: &mut Vec<String>) -> Result<()> {
         let shown = self.target.path.display().to_string();
         let undo = options.undo;
         if let StoreChange::Kept(old) = &self.store {
-            writeln!(
-                out,
+            lines.push(format!(
                 "kept {CREDS_STORE}={} in {shown}: docker asks it for every other registry; \
                  `configure --creds-store` replaces it",
                 crate::log::quoted(old)
-            )?;
+            ));
         }
         if !self.foreign.is_empty() {
-            writeln!(
-                out,
+            lines.push(format!(
                 "kept {CRED_HELPERS} in {shown} that name another helper, so ibmcr does not \
                  serve those hosts: {}",
                 self.foreign.join(", ")
-            )?;
+            ));
         }
         let exists = self.before.is_some();
         let changed = if undo {
@@ -444,9 +460,9 @@ impl Plan {
         };
         if !changed {
             if undo {
-                writeln!(out, "{shown}: nothing to undo")?;
+                lines.push(format!("{shown}: nothing to undo"));
             } else {
-                writeln!(out, "{shown} already configured")?;
+                lines.push(format!("{shown} already configured"));
             }
             return Ok(());
         }
@@ -454,9 +470,9 @@ impl Plan {
         if options.dry_run {
             let new = if exists { "" } else { " (new file)" };
             if undo {
-                writeln!(out, "would undo {shown}: remove {summary}")?;
+                lines.push(format!("would undo {shown}: remove {summary}"));
             } else {
-                writeln!(out, "would configure {shown}{new}: {summary}")?;
+                lines.push(format!("would configure {shown}{new}: {summary}"));
             }
             let before = if exists {
                 render(&redacted(&self.before_doc))?
@@ -465,11 +481,9 @@ impl Plan {
             };
             let after = render(&redacted(&self.after_doc))?;
             let before_name = if exists { shown.as_str() } else { "/dev/null" };
-            write!(
-                out,
-                "{}",
-                unified_diff(&before, &after, before_name, &shown)
-            )?;
+            let diff = unified_diff(&before, &after, before_name, &shown);
+            // Every line of the diff ends in `\n`: split so, the lines join back to it.
+            lines.extend(diff.split_terminator('\n').map(str::to_owned));
             return Ok(());
         }
         let bytes = render(&self.after_doc)?;
@@ -481,18 +495,17 @@ impl Plan {
                     None => " (new file)".to_string(),
                 };
                 if undo {
-                    writeln!(out, "undid {shown}: removed {summary}{note}")?;
+                    lines.push(format!("undid {shown}: removed {summary}{note}"));
                 } else {
-                    writeln!(out, "configured {shown}: {summary}{note}")?;
+                    lines.push(format!("configured {shown}: {summary}{note}"));
                 }
                 Ok(())
             }
             Err(e) if self.target.runtime_fallback && is_permission_denied(&e) => {
-                writeln!(
-                    out,
+                lines.push(format!(
                     "skipped {shown}: permission denied (XDG_RUNTIME_DIR is unset; podman sets \
                      it itself, skopeo needs it or {REGISTRY_AUTH_FILE})"
-                )?;
+                ));
                 Ok(())
             }
             Err(e) => Err(e),
@@ -816,10 +829,17 @@ mod tests {
         }
     }
 
+    /// A run as uid 1000: what it writes to stdout, or its error.
     fn configure(env: &Env, args: &[&str]) -> Result<String> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        stdout(run(&args, env, 1000))
+    }
+
+    /// The bytes the binary writes for `report`, as `helper::run` writes them.
+    fn stdout(report: Report) -> Result<String> {
         let mut out = Vec::new();
-        run(&args, env, 1000, &mut out)?;
+        crate::protocol::write_report(&mut out, &report.lines).unwrap();
+        report.result?;
         Ok(String::from_utf8(out).unwrap())
     }
 
@@ -1323,9 +1343,7 @@ mod tests {
     #[test]
     fn as_root_the_hint_says_so() {
         let s = Scratch::new("root");
-        let mut out = Vec::new();
-        run(&[], &s.env(&[]), 0, &mut out).unwrap();
-        let out = String::from_utf8(out).unwrap();
+        let out = stdout(run(&[], &s.env(&[]), 0)).unwrap();
         assert!(out.contains("note: as root"), "{out}");
     }
 
