@@ -244,9 +244,10 @@ pub fn lock(path: &Path, wait: Duration) -> Result<LockGuard> {
 }
 
 #[cfg(all(test, unix))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// A fresh path under the system temp dir (not yet created), for any module's tests.
     pub(crate) fn temp_dir(tag: &str) -> PathBuf {
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(

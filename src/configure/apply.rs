@@ -162,12 +162,10 @@ fn file_mode(_meta: &fs::Metadata) -> u32 {
 
 #[cfg(all(test, unix))]
 mod tests {
-    use std::fs;
     use std::os::unix::fs::MetadataExt;
 
     use super::super::testing::*;
     use super::*;
-    use crate::registry::HOSTS;
 
     #[test]
     fn dry_run_writes_nothing_and_shows_no_secret() {
@@ -178,24 +176,24 @@ mod tests {
         assert_eq!(snapshot(&s.0), before, "nothing written");
         assert!(!out.contains(CANARY), "{out}");
         assert!(!out.contains("user:pw"), "{out}");
-        assert!(
-            out.contains(&format!(
+        assert_contains(
+            &out,
+            &format!(
             "would configure {}: credsStore=ibmcr (was desktop), credHelpers for {} IBM hosts\n",
             s.docker().display(),
             HOSTS.len()
-        )),
-            "{out}"
+        ),
         );
-        assert!(out.contains("-\t\"credsStore\": \"desktop\",\n"), "{out}");
-        assert!(out.contains("+\t\"credsStore\": \"ibmcr\",\n"), "{out}");
-        assert!(out.contains("+\t\t\"de.icr.io\": \"ibmcr\",\n"), "{out}");
-        assert!(
-            out.contains(&format!(
+        assert_contains(&out, "-\t\"credsStore\": \"desktop\",\n");
+        assert_contains(&out, "+\t\"credsStore\": \"ibmcr\",\n");
+        assert_contains(&out, "+\t\t\"de.icr.io\": \"ibmcr\",\n");
+        assert_contains(
+            &out,
+            &format!(
                 "would configure {} (new file): credHelpers for {} IBM hosts\n--- /dev/null\n",
                 s.persistent().display(),
                 HOSTS.len()
-            )),
-            "{out}"
+            ),
         );
         // The whole document, as a diff with full context, shows the redacted values.
         let shown = unified_diff(
@@ -210,7 +208,7 @@ mod tests {
         // A dry run of undo also writes nothing.
         let out = configure(&s.env(&[]), &["--undo", "-n"]).unwrap();
         assert_eq!(snapshot(&s.0), before);
-        assert!(out.contains("nothing to undo"), "{out}");
+        assert_contains(&out, "nothing to undo");
     }
 
     #[test]
@@ -222,14 +220,14 @@ mod tests {
         assert_eq!(snapshot(&s.0), before);
         assert_eq!(out.matches(" already configured\n").count(), 3, "{out}");
         let out = configure(&s.env(&[]), &["--dry-run", "--undo"]).unwrap();
-        assert!(
-            out.contains(&format!(
+        assert_contains(
+            &out,
+            &format!(
                 "would undo {}: remove credsStore=ibmcr",
                 s.docker().display()
-            )),
-            "{out}"
+            ),
         );
-        assert!(out.contains("-\t\"credsStore\": \"ibmcr\""), "{out}");
+        assert_contains(&out, "-\t\"credsStore\": \"ibmcr\"");
         assert_eq!(snapshot(&s.0), before);
     }
 

@@ -125,11 +125,8 @@ fn configure_files(args: &[String], env: &Env, uid: u32, lines: &mut Vec<String>
 
 #[cfg(all(test, unix))]
 mod tests {
-    use std::fs;
-
     use super::testing::*;
     use super::*;
-    use crate::registry::HOSTS;
 
     #[test]
     fn fresh_machine_gets_three_private_files() {
@@ -151,19 +148,19 @@ mod tests {
         assert_eq!(mode(&s.path("home/.config")), 0o700);
         assert_eq!(mode(&s.path("home/.config/containers")), 0o700);
         let n = HOSTS.len();
-        assert!(
-            out.contains(&format!(
+        assert_contains(
+            &out,
+            &format!(
                 "configured {}: credsStore=ibmcr, credHelpers for {n} IBM hosts (new file)\n",
                 s.docker().display()
-            )),
-            "{out}"
+            ),
         );
-        assert!(
-            out.contains(&format!(
+        assert_contains(
+            &out,
+            &format!(
                 "configured {}: credHelpers for {n} IBM hosts (new file)\n",
                 s.persistent().display()
-            )),
-            "{out}"
+            ),
         );
         assert!(out.contains("sudo docker"), "root hint: {out}");
         // No temp files left behind.
@@ -216,6 +213,6 @@ mod tests {
     fn as_root_the_hint_says_so() {
         let s = Scratch::new("root");
         let out = stdout(run(&[], &s.env(&[]), 0)).unwrap();
-        assert!(out.contains("note: as root"), "{out}");
+        assert_contains(&out, "note: as root");
     }
 }

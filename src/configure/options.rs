@@ -42,7 +42,6 @@ impl Options {
 #[cfg(all(test, unix))]
 mod tests {
     use super::super::testing::*;
-    use super::super::USAGE;
 
     #[test]
     fn options_are_checked() {

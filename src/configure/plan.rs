@@ -209,14 +209,11 @@ pub(super) fn render(doc: &Value) -> Result<String> {
 
 #[cfg(all(test, unix))]
 mod tests {
-    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     use serde_json::Value;
 
     use super::super::testing::*;
-    use super::super::{CREDS_STORE, CRED_HELPERS, HELPER_NAME};
-    use crate::registry::HOSTS;
 
     #[test]
     fn existing_config_keeps_every_key_and_a_foreign_creds_store() {
@@ -232,22 +229,22 @@ mod tests {
         assert_eq!(after[CREDS_STORE], "desktop", "kept");
         assert_eq!(after[CRED_HELPERS]["gcr.io"], "gcloud");
         assert!(all_hosts_ibmcr(&after));
-        assert!(
-            out.contains(&format!(
+        assert_contains(
+            &out,
+            &format!(
                 "kept credsStore=desktop in {}: docker asks it for every other registry; \
              `configure --creds-store` replaces it\n",
                 s.docker().display()
-            )),
-            "{out}"
+            ),
         );
-        assert!(
-            out.contains(&format!(
+        assert_contains(
+            &out,
+            &format!(
                 "configured {}: credHelpers for {} IBM hosts (backup: {})\n",
                 s.docker().display(),
                 HOSTS.len(),
                 backup(&s.docker()).display()
-            )),
-            "{out}"
+            ),
         );
         assert_eq!(fs::read_to_string(backup(&s.docker())).unwrap(), EXISTING);
         assert_eq!(mode(&backup(&s.docker())), 0o600);
@@ -263,7 +260,7 @@ mod tests {
         let after = read_json(&s.docker());
         assert_eq!(after[CREDS_STORE], HELPER_NAME);
         assert_eq!(after["psFormat"], "table {{.ID}}");
-        assert!(out.contains("credsStore=ibmcr (was desktop)"), "{out}");
+        assert_contains(&out, "credsStore=ibmcr (was desktop)");
         assert!(!out.contains("kept credsStore"), "{out}");
     }
 
@@ -278,13 +275,13 @@ mod tests {
         let after = read_json(&s.docker());
         assert_eq!(after[CRED_HELPERS]["us.icr.io"], "secretservice");
         assert_eq!(after[CRED_HELPERS]["de.icr.io"], HELPER_NAME);
-        assert!(
-            out.contains(&format!(
+        assert_contains(
+            &out,
+            &format!(
                 "kept credHelpers in {} that name another helper, so ibmcr does not serve those \
              hosts: us.icr.io=secretservice\n",
                 s.docker().display()
-            )),
-            "{out}"
+            ),
         );
         assert!(out.contains(&format!("credHelpers for {} IBM hosts", HOSTS.len() - 1)));
         // Undo leaves it too.
@@ -304,10 +301,7 @@ mod tests {
         let out = configure(&s.env(&[]), &[]).unwrap();
         assert_eq!(snapshot(&s.0), first, "byte-identical, no new backup");
         for p in [s.docker(), s.persistent(), s.runtime()] {
-            assert!(
-                out.contains(&format!("{} already configured\n", p.display())),
-                "{out}"
-            );
+            assert_contains(&out, &format!("{} already configured\n", p.display()));
         }
         assert!(!out.contains("configured /"), "{out}");
         // The backup still holds the original, not the configured file.
@@ -327,22 +321,22 @@ mod tests {
         assert_eq!(read_json(&s.docker()), original);
         assert_eq!(read_json(&s.persistent()), serde_json::json!({"auths": {}}));
         assert_eq!(read_json(&s.runtime()), serde_json::json!({}));
-        assert!(
-            out.contains(&format!(
+        assert_contains(
+            &out,
+            &format!(
                 "undid {}: removed credsStore=ibmcr, credHelpers for {} IBM hosts (backup: ",
                 s.docker().display(),
                 HOSTS.len()
-            )),
-            "{out}"
+            ),
         );
         assert!(!out.contains("note:"), "{out}");
         // Undo again: nothing to do, nothing touched.
         let before = snapshot(&s.0);
         let out = configure(&s.env(&[]), &["--undo"]).unwrap();
         assert_eq!(snapshot(&s.0), before);
-        assert!(
-            out.contains(&format!("{}: nothing to undo\n", s.docker().display())),
-            "{out}"
+        assert_contains(
+            &out,
+            &format!("{}: nothing to undo\n", s.docker().display()),
         );
     }
 

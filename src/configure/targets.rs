@@ -123,11 +123,8 @@ pub(super) fn resolve_links(path: &Path) -> Result<PathBuf> {
 #[cfg(all(test, unix))]
 mod tests {
     use std::ffi::OsString;
-    use std::fs;
-    use std::path::PathBuf;
 
     use super::super::testing::*;
-    use super::super::{CREDS_STORE, HELPER_NAME};
     use super::*;
 
     #[test]

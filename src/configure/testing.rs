@@ -2,17 +2,20 @@
 //! look at the files it left.
 
 use std::ffi::OsString;
-use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
 
 use anyhow::Result;
 use serde_json::Value;
 
-use super::{run, Report, BACKUP_SUFFIX, CRED_HELPERS, HELPER_NAME};
-use crate::registry::HOSTS;
+use super::{run, Report, BACKUP_SUFFIX};
 use crate::Env;
+
+// The names every test of the module speaks in.
+pub(super) use super::{CREDS_STORE, CRED_HELPERS, HELPER_NAME, USAGE};
+pub(super) use crate::registry::HOSTS;
+pub(super) use std::fs;
+pub(super) use std::path::PathBuf;
 
 pub(super) const CANARY: &str = "Q0FOQVJZLXNlY3JldC12YWx1ZQ==";
 
@@ -21,13 +24,7 @@ pub(super) struct Scratch(pub(super) PathBuf);
 
 impl Scratch {
     pub(super) fn new(tag: &str) -> Scratch {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ibmcr-configure-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
+        let dir = crate::fsutil::tests::temp_dir(&format!("configure-{tag}"));
         fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
     }
@@ -70,6 +67,12 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// Fails, showing `out`, unless `out` holds `part`.
+#[track_caller]
+pub(super) fn assert_contains(out: &str, part: &str) {
+    assert!(out.contains(part), "{out}");
 }
 
 /// A run as uid 1000: what it writes to stdout, or its error.
