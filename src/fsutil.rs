@@ -16,17 +16,22 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 /// Creates `dir` (and missing parents) 0700, or checks that an existing one
 /// is not open to group or others.
 pub fn ensure_private_dir(dir: &Path) -> Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    builder.mode(0o700);
-    builder
-        .create(dir)
-        .with_context(|| format!("creating `{}`", dir.display()))?;
+    create_private_dirs(dir).with_context(|| format!("creating `{}`", dir.display()))?;
     check_mode(
         dir,
         &fs::metadata(dir).with_context(|| format!("reading `{}`", dir.display()))?,
     )
+}
+
+/// Creates `dir` and any missing parents, each 0700. An existing directory is
+/// left as it is, whatever its mode: for files that are not ours alone (docker's
+/// `~/.docker` is often 0755), where [`ensure_private_dir`] would refuse it.
+pub fn create_private_dirs(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    builder.mode(0o700);
+    builder.create(dir)
 }
 
 /// A file or directory that group or others can access: refused, with the
@@ -96,23 +101,61 @@ pub fn read_private(path: &Path) -> Result<Option<Vec<u8>>> {
 /// directory, written, fsynced, renamed over `path`, then the directory
 /// fsynced. On any failure the previous file is left as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, bytes, WriteOptions::default())
+        .with_context(|| format!("writing `{}`", path.display()))
+}
+
+/// How [`write_atomic_with`] leaves the file it writes. The default is
+/// [`write_atomic`]'s: 0600 from creation, owned by the caller.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriteOptions<'a> {
+    /// Permission bits the file gets exactly, set on the temp file before any
+    /// byte is written; the temp file is created with no more than 0600 of
+    /// them, so it is never wider than `mode` in between. `None`: created
+    /// 0600 under the umask, nothing set afterwards.
+    pub mode: Option<u32>,
+    /// A file whose owner and group the new file takes where allowed (only
+    /// root may give a file away; elsewhere this is a no-op), as docker's own
+    /// save does: a user's file rewritten by `sudo` stays theirs.
+    pub owner_of: Option<&'a fs::Metadata>,
+}
+
+/// [`write_atomic`] with a chosen mode and owner. `path` itself is replaced:
+/// a symlink there is replaced, not written through, so a caller that means
+/// to write through resolves it first. The error is the bare I/O error, for
+/// the caller to put in context.
+pub fn write_atomic_with(path: &Path, bytes: &[u8], options: WriteOptions<'_>) -> io::Result<()> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
-    let tmp: PathBuf = dir.join(format!(
-        ".{name}.tmp.{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let mut open = OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    open.mode(0o600 & options.mode.unwrap_or(0o600));
+    #[cfg(not(unix))]
+    let _ = options;
+    // A name left by a crashed process with our pid: take the next one.
+    let (tmp, mut file) = loop {
+        let tmp: PathBuf = dir.join(format!(
+            ".{name}.tmp.{}.{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        match open.open(&tmp) {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    };
     let result = (|| -> io::Result<()> {
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
         #[cfg(unix)]
-        options.mode(0o600);
-        let mut file = options.open(&tmp)?;
+        set_mode_and_owner(&file, options)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -124,7 +167,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result.with_context(|| format!("writing `{}`", path.display()))
+    result
+}
+
+/// Gives a fresh, still empty temp file the mode and owner `options` ask for.
+#[cfg(unix)]
+fn set_mode_and_owner(file: &File, options: WriteOptions<'_>) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(mode) = options.mode {
+        // Created under the umask: give it exactly `mode`.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    if let Some(like) = options.owner_of {
+        let mine = file.metadata()?;
+        if (mine.uid(), mine.gid()) != (like.uid(), like.gid()) {
+            // Best effort, as docker's copyFilePermissions: only root may give files away.
+            let _ = std::os::unix::fs::fchown(file, Some(like.uid()), Some(like.gid()));
+        }
+    }
+    Ok(())
 }
 
 /// Another process held a lock for longer than we wait: a type of its own so
@@ -203,9 +264,10 @@ pub fn lock(path: &Path, wait: Duration) -> Result<LockGuard> {
 }
 
 #[cfg(all(test, unix))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// A fresh path under the system temp dir (not yet created), for any module's tests.
     pub(crate) fn temp_dir(tag: &str) -> PathBuf {
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -266,6 +328,102 @@ mod tests {
         assert!(write_atomic(&target, b"bad").is_err());
         assert_eq!(fs::read(&f).unwrap(), b"good");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 2, "temp file removed");
+    }
+
+    #[test]
+    fn write_atomic_with_sets_the_exact_mode_asked_for() {
+        let dir = temp_dir("with-mode");
+        ensure_private_dir(&dir).unwrap();
+        let f = dir.join("config.json");
+        for mode in [0o644, 0o400, 0o600] {
+            let options = WriteOptions {
+                mode: Some(mode),
+                owner_of: None,
+            };
+            write_atomic_with(&f, format!("{mode:o}").as_bytes(), options).unwrap();
+            assert_eq!(fs::metadata(&f).unwrap().mode() & 0o7777, mode);
+            assert_eq!(fs::read_to_string(&f).unwrap(), format!("{mode:o}"));
+        }
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp files left");
+    }
+
+    #[test]
+    fn write_atomic_with_keeps_the_owner_of_the_file_it_replaces() {
+        // Only root may give a file away; elsewhere the owner is the caller anyway.
+        if fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1) != 0 {
+            return;
+        }
+        let dir = temp_dir("with-owner");
+        ensure_private_dir(&dir).unwrap();
+        let f = dir.join("config.json");
+        write_atomic(&f, b"old").unwrap();
+        std::os::unix::fs::chown(&f, Some(4321), Some(4321)).unwrap();
+        let old = fs::metadata(&f).unwrap();
+        let options = WriteOptions {
+            mode: Some(0o644),
+            owner_of: Some(&old),
+        };
+        write_atomic_with(&f, b"new", options).unwrap();
+        let new = fs::metadata(&f).unwrap();
+        assert_eq!((new.uid(), new.gid()), (4321, 4321));
+        assert_eq!(fs::read(&f).unwrap(), b"new");
+        write_atomic(&f, b"mine").unwrap();
+        let mine = fs::metadata(&f).unwrap();
+        assert_eq!(
+            (mine.uid(), mine.mode() & 0o777),
+            (0, 0o600),
+            "no owner_of: the caller's"
+        );
+    }
+
+    #[test]
+    fn write_atomic_with_replaces_a_symlink_rather_than_following_it() {
+        let dir = temp_dir("with-link");
+        ensure_private_dir(&dir).unwrap();
+        let (target, link) = (dir.join("target.json"), dir.join("link.json"));
+        fs::write(&target, b"target").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_atomic_with(&link, b"new", WriteOptions::default()).unwrap();
+        assert!(!fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read(&link).unwrap(), b"new");
+        assert_eq!(fs::read(&target).unwrap(), b"target");
+    }
+
+    #[test]
+    fn write_atomic_with_steps_over_a_stale_temp_file() {
+        let dir = temp_dir("stale");
+        ensure_private_dir(&dir).unwrap();
+        let f = dir.join("s.json");
+        // Names a crashed process with our pid could have left, for the counter values
+        // this test process is likely to be at.
+        let stale: Vec<PathBuf> = (0..1000)
+            .map(|n| dir.join(format!(".s.json.tmp.{}.{n}", std::process::id())))
+            .collect();
+        for p in &stale {
+            fs::write(p, b"stale").unwrap();
+        }
+        write_atomic(&f, b"fresh").unwrap();
+        assert_eq!(fs::read(&f).unwrap(), b"fresh");
+        assert!(stale.iter().all(|p| fs::read(p).unwrap() == b"stale"));
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), stale.len() + 1);
+    }
+
+    #[test]
+    fn create_private_dirs_makes_new_dirs_private_and_leaves_old_ones() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = temp_dir("dirs");
+        fs::create_dir(&top).unwrap();
+        fs::set_permissions(&top, fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dirs(&top.join("a/b")).unwrap();
+        assert_eq!(fs::metadata(&top).unwrap().mode() & 0o777, 0o755, "left");
+        for d in [top.join("a"), top.join("a/b")] {
+            assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
+        }
+        create_private_dirs(&top).unwrap();
+        assert_eq!(fs::metadata(&top).unwrap().mode() & 0o777, 0o755);
     }
 
     #[test]

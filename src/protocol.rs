@@ -325,6 +325,15 @@ pub fn write_line(out: &mut dyn Write, line: &str) -> io::Result<()> {
     out.flush()
 }
 
+/// Writes a report (what `configure` did, file by file): each line + `\n`.
+/// Not part of Docker's protocol: only a person reads it.
+pub fn write_report(out: &mut dyn Write, lines: &[String]) -> io::Result<()> {
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    out.flush()
+}
+
 /// Appends `s` as a JSON string escaped the way Go's `encoding/json` does
 /// with HTML escaping on: `<`, `>`, `&`, U+2028 and U+2029 as `\uXXXX`.
 fn go_json_string(out: &mut String, s: &str) {
@@ -381,6 +390,20 @@ mod tests {
             BadArgs::Usage.to_string(),
             "Usage: docker-credential-ibmcr <store|get|erase|list|version>"
         );
+    }
+
+    #[test]
+    fn a_report_is_its_lines_each_ended_by_a_newline() {
+        let mut out = Vec::new();
+        write_report(&mut out, &[]).unwrap();
+        assert_eq!(out, b"");
+        let lines = [
+            "configured /a: x".to_string(),
+            String::new(),
+            "--- b".into(),
+        ];
+        write_report(&mut out, &lines).unwrap();
+        assert_eq!(out, b"configured /a: x\n\n--- b\n");
     }
 
     #[test]

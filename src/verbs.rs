@@ -84,7 +84,12 @@ pub fn run(
         }
         Action::Version => written(protocol::write_version(out)),
         Action::Help => written(protocol::write_line(out, &protocol::usage())),
-        Action::Configure(args) => configure::run(&args, env, real_uid(), out).map_err(Error::from),
+        Action::Configure(args) => {
+            // What it did, even when it failed part-way; then the error line, if any.
+            let report = configure::run(&args, env, real_uid());
+            written(protocol::write_report(out, &report.lines))?;
+            report.result.map_err(Error::from)
+        }
     }
 }
 
