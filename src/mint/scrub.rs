@@ -22,6 +22,10 @@ const RUN: usize = 8;
 /// What stands for a server's message that could carry the secret sent.
 pub(super) const WITHHELD: &str = "the server's message was withheld: it may echo the secret sent";
 
+/// What stands for an error's text that could carry the secret sent.
+pub(super) const CAUSE_WITHHELD: &str =
+    "the error's text was withheld: it may echo the secret sent";
+
 const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
