@@ -145,27 +145,20 @@ fn percent_decode(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let decoded = match bytes[i] {
-            b'%' => bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok()),
-            _ => None,
-        };
-        match (decoded, bytes[i]) {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| bytes[i] == b'%' && h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (escaped, bytes[i]) {
             (Some(b), _) => {
                 out.push(b);
                 i += 3;
+                continue;
             }
-            (None, b'+') => {
-                out.push(b' ');
-                i += 1;
-            }
-            (None, b) => {
-                out.push(b);
-                i += 1;
-            }
+            (None, b'+') => out.push(b' '),
+            (None, b) => out.push(b),
         }
+        i += 1;
     }
     out
 }
@@ -221,7 +214,7 @@ mod tests {
 
     #[test]
     fn decodings_undo_percent_form_and_json_escapes() {
-        assert_eq!(percent_decode("a%2Fb+c%2fd%zz%4"), b"a/b c/d%zz%4");
+        assert_eq!(percent_decode("a%2Fb+c%2fd%zz%+f%4"), b"a/b c/d%zz% f%4");
         assert_eq!(
             unescape_json(r"\u0061b\u00e9\uZZZZ\ud800\u"),
             "abé\\uZZZZ\\ud800\\u".as_bytes()
