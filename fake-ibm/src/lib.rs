@@ -228,6 +228,17 @@ pub enum FaultKind {
     Delay(Duration),
     /// This status with an error body of the right shape for the API (IAM or registry).
     Status(u16),
+    /// This status with an error body of the right shape for the API, carrying this code and
+    /// message: for instance a message that echoes what the request sent, as a careless or
+    /// hostile endpoint might. INVENTED: IBM is not known to echo keys.
+    Error {
+        /// The HTTP status.
+        status: u16,
+        /// `errorCode` (IAM) or `code` (registry).
+        code: String,
+        /// `errorMessage` (IAM) or `message` (registry).
+        message: String,
+    },
     /// 429 with `Retry-After` and an error body of the right shape.
     TooManyRequests {
         /// Value of the `Retry-After` header, seconds.
@@ -1144,6 +1155,18 @@ fn handle(shared: &Shared, req: Request) -> Outcome {
                     crg_error(&mut st, status, CRG_FAULT_CODE, &message)
                 });
             }
+            FaultKind::Error {
+                status,
+                code,
+                message,
+            } => {
+                let mut st = lock(&shared.state);
+                return Outcome::Respond(if is_iam {
+                    iam_error(&mut st, &req, status, &code, &message, None)
+                } else {
+                    crg_error(&mut st, status, &code, &message)
+                });
+            }
             FaultKind::TooManyRequests { retry_after_secs } => {
                 let message = "Too many requests, retry later.";
                 let mut st = lock(&shared.state);
@@ -1831,8 +1854,9 @@ fn apply_config(st: &mut State, o: &Map<String, Value>) -> Result<(), String> {
     Ok(())
 }
 
-/// `{"method":"POST"|null,"path_prefix":"/identity/token","kind":"status"|"delay"|"too_many"|
-/// "truncated"|"garbage"|"close","status":500,"delay_ms":100,"retry_after":1,"times":0}`.
+/// `{"method":"POST"|null,"path_prefix":"/identity/token","kind":"status"|"error"|"delay"|
+/// "too_many"|"truncated"|"garbage"|"close","status":500,"code":"BXNIM0415E","message":"…",
+/// "delay_ms":100,"retry_after":1,"times":0}`.
 fn parse_fault(o: &Map<String, Value>) -> Result<Fault, String> {
     let method = match o.get("method") {
         None | Some(Value::Null) => None,
@@ -1856,6 +1880,21 @@ fn parse_fault(o: &Map<String, Value>) -> Result<Fault, String> {
             }
             FaultKind::Status(status as u16)
         }
+        Some("error") => {
+            let status = get_u64(o, "status")?.unwrap_or(400);
+            if !(100..=999).contains(&status) {
+                return Err("`status` must be a 3-digit HTTP status".to_string());
+            }
+            let text = |key: &str| match o.get(key) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                _ => Err(format!("`error` needs `{key}`, a string")),
+            };
+            FaultKind::Error {
+                status: status as u16,
+                code: text("code")?,
+                message: text("message")?,
+            }
+        }
         Some("delay") => FaultKind::Delay(Duration::from_millis(
             get_u64(o, "delay_ms")?.ok_or("`delay` needs `delay_ms`")?,
         )),
@@ -1866,10 +1905,8 @@ fn parse_fault(o: &Map<String, Value>) -> Result<Fault, String> {
         Some("garbage") => FaultKind::GarbageJson,
         Some("close") => FaultKind::Close,
         _ => {
-            return Err(
-                "`kind` must be one of status, delay, too_many, truncated, garbage, close"
-                    .to_string(),
-            )
+            let kinds = "status, error, delay, too_many, truncated, garbage, close";
+            return Err(format!("`kind` must be one of {kinds}"));
         }
     };
     Ok(Fault {

@@ -563,6 +563,43 @@ fn other_fault_kinds() {
 }
 
 #[test]
+fn error_faults_carry_the_chosen_code_and_message() {
+    let fake = server();
+    fake.inject(Fault::new(
+        "/identity",
+        FaultKind::Error {
+            status: 400,
+            code: "BXNIM0415E".into(),
+            message: format!("no key {KEY}"),
+        },
+        1,
+    ));
+    let reply = apikey_grant(&fake, KEY);
+    assert_eq!(reply.status, 400);
+    let body = reply.json();
+    assert_eq!(
+        (&body["errorCode"], &body["errorMessage"]),
+        (&json!("BXNIM0415E"), &json!(format!("no key {KEY}")))
+    );
+    assert_eq!(apikey_grant(&fake, KEY).status, 200, "consumed");
+
+    let fault =
+        r#"{"path_prefix":"/api/","kind":"error","status":403,"code":"CRG0009E","message":"m"}"#;
+    assert_eq!(http(&fake, "POST", "/_fake/fault", &[], fault).status, 200);
+    let reply = http(&fake, "POST", "/api/v1/tokens", &[], "");
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        (&reply.json()["code"], &reply.json()["message"]),
+        (&json!("CRG0009E"), &json!("m"))
+    );
+    let no_message = r#"{"kind":"error","code":"X"}"#;
+    assert_eq!(
+        http(&fake, "POST", "/_fake/fault", &[], no_message).status,
+        400
+    );
+}
+
+#[test]
 fn request_log_contents() {
     let fake = server();
     let mut stream = connect(&fake);

@@ -14,7 +14,7 @@ use reqwest::header::RETRY_AFTER;
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 
-use super::{Endpoint, MAX_SERVER_TEXT};
+use super::{scrub, Endpoint, MAX_SERVER_TEXT};
 use crate::log;
 
 /// How long a TCP + TLS connect may take before it counts as failed.
@@ -162,7 +162,7 @@ impl Http {
                 }
                 Err(failure) => {
                     let past = Instant::now() >= deadline;
-                    let why = failure.describe(past, self.bound);
+                    let why = failure.describe(past, self.bound, call.secret);
                     let again = attempt < RETRY_BACKOFF.len()
                         && !past
                         && match retry {
@@ -232,8 +232,16 @@ impl Failure {
         failure
     }
 
-    /// The `<why>` of the error line.
-    fn describe(&self, past_deadline: bool, bound: Duration) -> String {
+    /// The `<why>` of the error line. A cause that could carry `secret`, the
+    /// secret the request sent, is withheld (issue 10.7): the text of an
+    /// error below reqwest may quote what a server sent (a TLS error names
+    /// the certificate's names, for one).
+    fn describe(&self, past_deadline: bool, bound: Duration, secret: &str) -> String {
+        let cause = if scrub::could_carry(&self.cause, secret) {
+            scrub::CAUSE_WITHHELD
+        } else {
+            &self.cause
+        };
         if past_deadline || (self.timeout && !self.before_sending) {
             format!("timed out after {}", human(bound))
         } else if self.before_sending && self.timeout {
@@ -242,11 +250,11 @@ impl Failure {
                 human(CONNECT_TIMEOUT)
             )
         } else if self.before_sending {
-            format!("could not connect ({})", self.cause)
+            format!("could not connect ({cause})")
         } else if self.reading {
-            format!("could not read the response ({})", self.cause)
+            format!("could not read the response ({cause})")
         } else {
-            format!("no response ({})", self.cause)
+            format!("no response ({cause})")
         }
     }
 }
@@ -366,6 +374,41 @@ mod tests {
     fn iam_429(retry_after_secs: u64, times: u32) -> Fault {
         let kind = FaultKind::TooManyRequests { retry_after_secs };
         fault("POST", "/identity", kind, times)
+    }
+
+    #[test]
+    fn a_cause_that_echoes_the_secret_is_withheld() {
+        // issue 10.7: the text of an error below reqwest is server text too
+        let failure = |cause: String, reading: bool| Failure {
+            before_sending: !reading,
+            transient: true,
+            timeout: false,
+            cause,
+            reading,
+        };
+        let bound = Duration::from_secs(15);
+        let withheld = "the error's text was withheld: it may echo the secret sent";
+        let upper = KEY.to_uppercase();
+        for echoed in [
+            KEY,
+            upper.as_str(),
+            &KEY[..12],
+            "canary-key-7Qx%2F%2B%3D%20%26z",
+        ] {
+            let cause = format!("invalid header {echoed}");
+            assert_eq!(
+                failure(cause.clone(), true).describe(false, bound, KEY),
+                format!("could not read the response ({withheld})")
+            );
+            assert_eq!(
+                failure(cause, false).describe(false, bound, KEY),
+                format!("could not connect ({withheld})")
+            );
+        }
+        assert_eq!(
+            failure("connection refused".into(), false).describe(false, bound, KEY),
+            "could not connect (connection refused)"
+        );
     }
 
     #[test]

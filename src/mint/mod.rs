@@ -4,8 +4,9 @@
 //! This is the only module that imports reqwest. A [`Minter`] is built only
 //! on a cache miss, and its clients are built on first use, so a cached `get`
 //! never pays for a TLS stack. Its parts: `endpoint` (which base URLs may be
-//! called), `http` (sending within the bound, retries, failures) and `wire`
-//! (IBM's request and reply formats).
+//! called), `http` (sending within the bound, retries, failures), `wire`
+//! (IBM's request and reply formats) and `scrub` (whether server text could
+//! echo a secret).
 //!
 //! Every public call is bounded by [`MINT_BOUND`] in total (connects, retries,
 //! waits and body reads together). Only the IAM token request is retried on
@@ -15,13 +16,16 @@
 //!
 //! Errors are one line: `<request> to <url> failed: <why>`, where `<why>` is
 //! the HTTP status and IBM's code and message, or what went wrong on the
-//! connection. Text taken from a server is stripped of control characters,
-//! cleaned of the secrets sent with the request and capped at 200 characters.
-//! No secret ever reaches an error, and reqwest's own errors (which carry
-//! URLs and internals) are never shown as they are.
+//! connection. Text taken from a server that could carry the secret sent
+//! with the request (any 8 characters of it, in any case or common encoding:
+//! `scrub`) is withheld, all but IBM's error code; other server text is
+//! stripped of control characters and capped at 200 characters. No secret
+//! ever reaches an error, and reqwest's own errors (which carry URLs and
+//! internals) are never shown as they are.
 
 mod endpoint;
 mod http;
+mod scrub;
 mod wire;
 
 use std::fmt;
@@ -365,6 +369,95 @@ mod tests {
             1,
             "4xx is not retried"
         );
+    }
+
+    /// The message of an error whose server text was withheld (issue 10.7).
+    const WITHHELD: &str = "the server's message was withheld: it may echo the secret sent";
+
+    /// An error answer with IBM's `code` and a `message` that echoes something.
+    fn echo(method: &str, path: &str, status: u16, code: &str, message: String) -> Fault {
+        let kind = FaultKind::Error {
+            status,
+            code: code.to_string(),
+            message,
+        };
+        fault(method, path, kind, 1)
+    }
+
+    #[test]
+    fn an_iam_error_that_echoes_the_key_keeps_only_ibms_code() {
+        // issue 10.7: IAM answers 400 with the key echoed in its message:
+        // upper-cased, base64 (std, padded and not), percent-encoded, cut to
+        // 12 characters, or as it was (masked, so never shown, before)
+        let fake = server();
+        let upper = KEY.to_uppercase();
+        for echoed in [
+            upper.as_str(),
+            "Y2FuYXJ5LWtleS03UXgvKz0gJno=",
+            "Y2FuYXJ5LWtleS03UXgvKz0gJno",
+            "canary-key-7Qx%2F%2B%3D%20%26z",
+            &KEY[..12],
+            KEY,
+        ] {
+            let message = format!("Provided API key {echoed} could not be found");
+            fake.inject(echo("POST", "/identity", 400, "BXNIM0415E", message));
+            let err = iam_with_key(&fake).unwrap_err();
+            assert_eq!(
+                error_text(&err, &[KEY, echoed]),
+                format!(
+                    "IAM token request to {}/identity/token failed: 400 Bad Request: \
+                     BXNIM0415E: {WITHHELD}",
+                    fake.url()
+                )
+            );
+        }
+        assert_eq!(fake.count("POST", "/identity/token"), 6);
+    }
+
+    #[test]
+    fn a_registry_error_that_echoes_the_access_token_keeps_only_ibms_code() {
+        // issue 10.7: on registry calls the secret sent is the IAM access token
+        let fake = server();
+        let minter = Minter::new().unwrap();
+        let api = endpoint(&fake);
+        let (access, account) = access_token(&fake, &minter);
+        let token = access.expose();
+        let upper = token.to_uppercase();
+        for echoed in [upper.as_str(), &token[token.len() - 12..], token] {
+            let message = || format!("Token {echoed} is not valid here");
+            fake.inject(echo("POST", "/api/v1/tokens", 403, "CRG0140E", message()));
+            match minter.create_registry_token(&api, &access, &account, "d", true) {
+                Ok(Created::Refused { reason, .. }) => {
+                    assert_clean(&reason, &[token, echoed]);
+                    assert_eq!(reason, format!("403 Forbidden: CRG0140E: {WITHHELD}"));
+                }
+                other => panic!("{other:?}"),
+            }
+            fake.inject(echo("POST", "/api/v1/tokens", 401, "CRG0009E", message()));
+            let err = minter
+                .create_registry_token(&api, &access, &account, "d", true)
+                .unwrap_err();
+            assert_eq!(
+                error_text(&err, &[token, echoed]),
+                format!(
+                    "registry token request to {}/api/v1/tokens failed: 401 Unauthorized: \
+                     CRG0009E: {WITHHELD}",
+                    fake.url()
+                )
+            );
+            fake.inject(echo("DELETE", "/api/v1/tokens", 500, "CRG9999E", message()));
+            let err = minter
+                .delete_registry_token(&api, &access, &account, "x")
+                .unwrap_err();
+            assert_eq!(
+                error_text(&err, &[token, echoed]),
+                format!(
+                    "registry token delete request to {}/api/v1/tokens/x failed: \
+                     500 Internal Server Error: CRG9999E: {WITHHELD}",
+                    fake.url()
+                )
+            );
+        }
     }
 
     #[test]

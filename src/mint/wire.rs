@@ -1,10 +1,12 @@
 //! IBM's request and reply formats: the IAM form, the token API's paths and
 //! query, the success bodies, and error bodies made into one safe line.
 
+use std::fmt;
+
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{IamToken, RegistryToken, MAX_SERVER_TEXT};
+use super::{scrub, IamToken, RegistryToken, MAX_SERVER_TEXT};
 use crate::secret::Secret;
 use crate::{jwt, log};
 
@@ -113,23 +115,53 @@ fn non_empty_string(
 }
 
 /// `400 Bad Request: BXNIM0415E: Provided API key could not be found`: the
-/// status and, when the body says, IBM's code and message, with `secret`
-/// (what the request sent) masked.
+/// status and, when the body says, IBM's code and message. Server text that
+/// could carry `secret` (what the request sent, [`scrub::could_carry`]) is
+/// withheld: a plain code that does not carry it stays, the rest becomes
+/// [`scrub::WITHHELD`] (issue 10.7).
 pub(super) fn status_error(status: StatusCode, body: &[u8], secret: &str) -> String {
     let status = match status.canonical_reason() {
         Some(reason) => format!("{} {reason}", status.as_u16()),
         None => status.as_u16().to_string(),
     };
-    match ibm_error(body) {
-        Some(detail) => format!("{status}: {}", server_text(&detail, secret)),
-        None => status,
+    let Some(error) = ibm_error(body) else {
+        return status;
+    };
+    let carries = |text: Option<&str>| text.is_some_and(|t| scrub::could_carry(t, secret));
+    if !carries(error.code.as_deref()) && !carries(error.message.as_deref()) {
+        return format!("{status}: {}", server_text(&error.to_string(), secret));
+    }
+    match error.code {
+        Some(code) if scrub::is_plain_code(&code) && !carries(Some(&code)) => {
+            format!("{status}: {code}: {}", scrub::WITHHELD)
+        }
+        _ => format!("{status}: {}", scrub::WITHHELD),
+    }
+}
+
+/// IBM's code and message from an error body; at least one of them.
+struct IbmError {
+    /// `BXNIM0415E`.
+    code: Option<String>,
+    /// `Provided API key could not be found`.
+    message: Option<String>,
+}
+
+impl fmt::Display for IbmError {
+    /// `code: message`, or whichever there is.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.code, &self.message) {
+            (Some(code), Some(message)) => write!(f, "{code}: {message}"),
+            (Some(one), None) | (None, Some(one)) => f.write_str(one),
+            (None, None) => Ok(()),
+        }
     }
 }
 
 /// IBM's code and message from an error body: IAM's
 /// `{"errorCode","errorMessage","errorDetails"}` (details preferred), the
 /// registry's `{"code","message"}`, or a registry v2 `{"errors":[…]}`.
-fn ibm_error(body: &[u8]) -> Option<String> {
+fn ibm_error(body: &[u8]) -> Option<IbmError> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let text = |v: &Value, keys: &[&str]| {
         keys.iter()
@@ -143,15 +175,15 @@ fn ibm_error(body: &[u8]) -> Option<String> {
     };
     let code = text(source, &["errorCode", "code"]);
     let message = text(source, &["errorDetails", "errorMessage", "message"]);
-    match (code, message) {
-        (Some(code), Some(message)) => Some(format!("{code}: {message}")),
-        (Some(one), None) | (None, Some(one)) => Some(one),
-        (None, None) => None,
+    if code.is_none() && message.is_none() {
+        return None;
     }
+    Some(IbmError { code, message })
 }
 
 /// Server-supplied text made safe for one line: the secret sent with the
-/// request is masked, then it is a [`log::excerpt`] of at most
+/// request is masked (text that could carry it never gets here: this is a
+/// second guard), then it is a [`log::excerpt`] of at most
 /// [`MAX_SERVER_TEXT`] characters.
 fn server_text(text: &str, secret: &str) -> String {
     if secret.len() >= 4 {
@@ -162,7 +194,7 @@ fn server_text(text: &str, secret: &str) -> String {
 
 /// Percent-encodes everything but RFC 3986's unreserved characters; good for
 /// form values, query values and path segments alike.
-fn percent_encode(s: &str) -> String {
+pub(super) fn percent_encode(s: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -214,7 +246,7 @@ mod tests {
 
     #[test]
     fn ibm_error_shapes() {
-        let e = |body: &str| ibm_error(body.as_bytes());
+        let e = |body: &str| ibm_error(body.as_bytes()).map(|e| e.to_string());
         assert_eq!(
             e(r#"{"errorCode":"BXNIM0415E","errorMessage":"Provided API key could not be found"}"#),
             Some("BXNIM0415E: Provided API key could not be found".into())
@@ -235,6 +267,94 @@ mod tests {
         for body in ["", "<html>", "[]", "{}", r#"{"code":7}"#, r#"{"errors":7}"#] {
             assert_eq!(e(body), None, "{body}");
         }
+    }
+
+    /// A secret whose encodings differ: `+`, `/` and `=` in base64 (std and
+    /// URL-safe differ), reserved characters for percent-encoding.
+    const ECHOED: &str = "canary-key-~?>7Qx/+= &z";
+
+    /// How a careless endpoint might echo [`ECHOED`] (computed with Python's
+    /// base64, urllib.parse and bytes.hex), each in a message of its own.
+    const ECHOES: &[&str] = &[
+        "CANARY-KEY-~?>7QX/+= &Z",
+        "Canary-Key-~?>7qX/+= &Z",
+        // base64 of the key, of `k` + key and of `k:` + key: its three alignments
+        "Y2FuYXJ5LWtleS1+Pz43UXgvKz0gJno=",
+        "Y2FuYXJ5LWtleS1+Pz43UXgvKz0gJno",
+        "a2NhbmFyeS1rZXktfj8+N1F4Lys9ICZ6",
+        "azpjYW5hcnkta2V5LX4/PjdReC8rPSAmeg==",
+        // the same, URL-safe and unpadded
+        "Y2FuYXJ5LWtleS1-Pz43UXgvKz0gJno",
+        "a2NhbmFyeS1rZXktfj8-N1F4Lys9ICZ6",
+        "azpjYW5hcnkta2V5LX4_PjdReC8rPSAmeg",
+        // percent-encoded, hex digits in either case, form-encoded, every byte encoded
+        "canary-key-~%3F%3E7Qx%2F%2B%3D%20%26z",
+        "canary-key-~%3f%3e7Qx%2f%2b%3d%20%26z",
+        "canary-key-~%3F%3E7Qx%2F%2B%3D+%26z",
+        "%63%61%6E%61%72%79%2D%6B%65%79%2D%7E%3F%3E%37%51%78%2F%2B%3D%20%26%7A",
+        // hex, either case
+        "63616e6172792d6b65792d7e3f3e3751782f2b3d20267a",
+        "63616E6172792D6B65792D7E3F3E3751782F2B3D20267A",
+        // its first 12 characters, 8 from its middle, 8 upper-cased
+        "canary-key-~",
+        "?>7Qx/+=",
+        "7QX/+= &",
+        // 8 characters of it JSON-escaped, as a literal backslash-u text
+        r"\u0063\u0061\u006e\u0061\u0072\u0079\u002d\u006b",
+        // as it was
+        "canary-key-~?>7Qx/+= &z",
+    ];
+
+    #[test]
+    fn echoed_secrets_leave_only_ibms_code() {
+        // issue 10.7: server text that could carry the secret sent, in any
+        // case or common encoding, keeps IBM's code and nothing else
+        let withheld = "the server's message was withheld: it may echo the secret sent";
+        let error = |body: serde_json::Value| {
+            status_error(StatusCode::BAD_REQUEST, body.to_string().as_bytes(), ECHOED)
+        };
+        for echo in ECHOES {
+            let message = format!("Provided API key {echo} could not be found");
+            let want = format!("400 Bad Request: BXNIM0415E: {withheld}");
+            let iam = serde_json::json!({"errorCode": "BXNIM0415E", "errorMessage": message});
+            assert_eq!(error(iam), want, "{echo}");
+            let details = serde_json::json!({
+                "errorCode": "BXNIM0415E", "errorMessage": "m", "errorDetails": message
+            });
+            assert_eq!(error(details), want, "{echo}");
+            let registry = serde_json::json!({"code": "CRG0009E", "message": message});
+            assert_eq!(
+                error(registry),
+                format!("400 Bad Request: CRG0009E: {withheld}"),
+                "{echo}"
+            );
+            let v2 = serde_json::json!({"errors": [{"code": "DENIED", "message": message}]});
+            assert_eq!(
+                error(v2),
+                format!("400 Bad Request: DENIED: {withheld}"),
+                "{echo}"
+            );
+            let bare = serde_json::json!({ "message": message });
+            assert_eq!(
+                error(bare),
+                format!("400 Bad Request: {withheld}"),
+                "{echo}"
+            );
+            // A code that is not a plain code, or that is the echo, goes too.
+            for code in [message.as_str(), echo] {
+                let odd = serde_json::json!({"errorCode": code, "errorMessage": "m"});
+                assert_eq!(error(odd), format!("400 Bad Request: {withheld}"), "{echo}");
+            }
+        }
+        // A code shaped like IBM's that is the secret goes too.
+        let body = br#"{"errorCode":"XKEY12345678","errorMessage":"m"}"#;
+        assert_eq!(
+            status_error(StatusCode::BAD_REQUEST, body, "XKEY12345678"),
+            format!("400 Bad Request: {withheld}")
+        );
+        // Seven characters of it are not enough to withhold a message.
+        let kept = serde_json::json!({"errorCode": "BXNIM0415E", "errorMessage": "a canary-bird"});
+        assert_eq!(error(kept), "400 Bad Request: BXNIM0415E: a canary-bird");
     }
 
     #[test]

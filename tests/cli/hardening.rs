@@ -256,3 +256,82 @@ fn core_dumps_are_off_before_any_secret_is_read() {
     let fields: Vec<&str> = core.split_whitespace().collect();
     assert_eq!(&fields[4..6], ["0", "0"], "{core}");
 }
+
+/// An API key an endpoint echoes back (issue 10.7); its encodings differ
+/// from it (`+`, `/`, `=`, reserved characters) and from each other.
+const ECHO_KEY: &str = "CANARY-echo-7Qx/+= &z9?~>";
+
+/// Every form of ECHO_KEY of which no 8 characters may be shown or kept, in
+/// any case: as it is, base64 at its three alignments (std, then URL-safe),
+/// percent- and form-encoded, and hex. Computed with Python's base64,
+/// urllib.parse and bytes.hex.
+const ECHO_FORMS: &[&str] = &[
+    ECHO_KEY,
+    "Q0FOQVJZLWVjaG8tN1F4Lys9ICZ6OT9+Pg==",
+    "QU5BUlktZWNoby03UXgvKz0gJno5P34+",
+    "TkFSWS1lY2hvLTdReC8rPSAmejk/fj4=",
+    "Q0FOQVJZLWVjaG8tN1F4Lys9ICZ6OT9-Pg==",
+    "QU5BUlktZWNoby03UXgvKz0gJno5P34-",
+    "TkFSWS1lY2hvLTdReC8rPSAmejk_fj4=",
+    "CANARY-echo-7Qx%2F%2B%3D%20%26z9%3F~%3E",
+    "CANARY-echo-7Qx%2F%2B%3D+%26z9%3F~%3E",
+    "43414e4152592d6563686f2d3751782f2b3d20267a393f7e3e",
+];
+
+/// Asserts that `text` holds no 8 characters of any of [`ECHO_FORMS`], in any case.
+#[track_caller]
+fn assert_no_echo(what: &str, text: &str) {
+    let lower = text.to_ascii_lowercase();
+    for form in ECHO_FORMS {
+        let form = form.to_ascii_lowercase();
+        for start in 0..=form.len() - 8 {
+            let run = &form[start..start + 8];
+            assert!(!lower.contains(run), "{what} holds {run:?}:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn an_iam_endpoint_that_echoes_the_key_gets_it_neither_shown_nor_cached() {
+    // issue 10.7: only an exact copy of the key was masked, so an IAM error
+    // that echoed it upper-cased, base64-encoded, percent-encoded or cut to
+    // 12 characters put it on stdout, stderr and into tokens.json `failures`.
+    for echoed in [
+        "CANARY-ECHO-7QX/+= &Z9?~>",
+        "Q0FOQVJZLWVjaG8tN1F4Lys9ICZ6OT9+Pg==",
+        "Q0FOQVJZLWVjaG8tN1F4Lys9ICZ6OT9-Pg",
+        "CANARY-echo-7Qx%2F%2B%3D%20%26z9%3F~%3E",
+        &ECHO_KEY[..12],
+    ] {
+        let fake = FakeIbm::start(Config::default());
+        let kind = FaultKind::Error {
+            status: 400,
+            code: "BXNIM0415E".into(),
+            message: format!("Provided API key {echoed} could not be found"),
+        };
+        fake.inject(Fault::new(IAM, kind, 0));
+        let mut s = Sandbox::new();
+        s.set("IBMCLOUD_IAM_API_ENDPOINT", &fake.url());
+        s.set("IBMCR_LOG", "debug");
+        s.store("us.icr.io", "iamapikey", ECHO_KEY).ok();
+        // The second get is answered from the failure remembered in tokens.json.
+        let outs = [s.get("us.icr.io").fails(), s.get("us.icr.io").fails()];
+        assert_eq!(fake.count("POST", IAM), 1, "{echoed}");
+        let cache = fs::read(s.cache_file()).unwrap();
+        let cache = String::from_utf8_lossy(&cache);
+        assert!(cache.contains("BXNIM0415E"), "the failure is kept\n{cache}");
+        assert_no_echo("tokens.json", &cache);
+        for out in &outs {
+            assert!(
+                out.stdout.ends_with(
+                    "/identity/token failed: 400 Bad Request: BXNIM0415E: \
+                     the server's message was withheld: it may echo the secret sent\n"
+                ),
+                "IBM's code, a fixed message\n{out}"
+            );
+            assert!(out.stderr.ends_with(&out.stdout), "{out}");
+            assert_no_echo("stdout", &out.stdout);
+            assert_no_echo("stderr", &out.stderr);
+        }
+    }
+}
