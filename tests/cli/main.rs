@@ -29,3 +29,6 @@ mod keyring;
 
 /// What an adversarial review broke, each pinned (issue 10).
 mod hardening;
+
+/// Every verb × every fault, from one table (issue 10.10).
+mod faults;
