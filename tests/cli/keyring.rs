@@ -1,7 +1,8 @@
 //! Issue 2.3/2.8: the keyring store against a real Secret Service, which
 //! `scripts/with-secret-service.sh` starts (a headless gnome-keyring in a
 //! private D-Bus session) and announces with `IBMCR_TEST_SECRET_SERVICE=1`.
-//! Never skipped silently: under CI a missing Secret Service fails.
+//! Never skipped: without a Secret Service these tests fail, in any
+//! environment.
 
 use std::fs;
 
@@ -10,30 +11,27 @@ use crate::util::{go_answer, go_list, mode, run_command, Output, Sandbox};
 /// The keyring service name every entry carries (src/store/keyring.rs).
 const SERVICE: &str = "docker-credential-ibmcr";
 
-/// A sandbox on the test's Secret Service, or `None` (with a note) when
-/// there is none outside CI.
-#[allow(clippy::print_stderr)] // the skip note is for the person running the tests
-fn sandbox(store: &str) -> Option<Sandbox> {
-    if std::env::var_os("IBMCR_TEST_SECRET_SERVICE").is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no Secret Service under CI: run the tests with scripts/with-secret-service.sh \
-             (keyring tests are never silently skipped in CI)"
-        );
-        eprintln!(
-            "note: skipping a keyring test: run `scripts/with-secret-service.sh cargo test --test cli keyring`"
-        );
-        return None;
-    }
-    let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS")
-        .expect("with-secret-service.sh sets DBUS_SESSION_BUS_ADDRESS");
+/// A sandbox on the test's Secret Service. Without one the test fails,
+/// in every environment: a keyring test that printed `ok` without a keyring
+/// would prove nothing.
+fn sandbox(store: &str) -> Sandbox {
+    assert!(
+        std::env::var_os("IBMCR_TEST_SECRET_SERVICE").is_some(),
+        "no Secret Service for the keyring tests: run them inside one with \
+         `scripts/with-secret-service.sh cargo test --locked --test cli keyring` \
+         (./test.sh does; keyring tests never skip)"
+    );
+    let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").expect(
+        "IBMCR_TEST_SECRET_SERVICE is set but DBUS_SESSION_BUS_ADDRESS is not: \
+         run the tests through scripts/with-secret-service.sh",
+    );
     let mut s = Sandbox::new();
     s.set("DBUS_SESSION_BUS_ADDRESS", &bus);
     s.set("IBMCR_STORE", store);
     s.set("IBMCR_MODE", "apikey");
     s.set("IBMCLOUD_IAM_API_ENDPOINT", "http://127.0.0.1:1");
     s.set("IBMCLOUD_CR_API_ENDPOINT", "http://127.0.0.1:1");
-    Some(s)
+    s
 }
 
 /// `secret-tool lookup service docker-credential-ibmcr username <key>`.
@@ -84,9 +82,7 @@ fn not_on_disk(s: &Sandbox, secret: &str) {
 #[test]
 fn a_second_process_reads_what_the_first_stored() {
     // issue 2.3/2.8: keyring round trip against a real Secret Service, across processes
-    let Some(s) = sandbox("keyring") else {
-        return;
-    };
+    let s = sandbox("keyring");
     let key = format!("keyring-{}.example:5000", std::process::id());
     let secret = "kr-secret-<1>&2";
     s.store(&key, "kr-user", secret)
@@ -125,9 +121,7 @@ fn a_second_process_reads_what_the_first_stored() {
 #[test]
 fn ibm_hosts_in_the_keyring_are_one_entry_per_host() {
     // issue 2.2/2.3: an IBM host is stored under its canonical name; erase of any form removes it
-    let Some(s) = sandbox("keyring") else {
-        return;
-    };
+    let s = sandbox("keyring");
     // `ca2.icr.io` is used by no other keyring test (they share one Secret Service).
     s.store("https://CA2.icr.io:443/v2/", "iamapikey", "kr-api-key")
         .ok()
@@ -155,9 +149,7 @@ fn ibm_hosts_in_the_keyring_are_one_entry_per_host() {
 #[test]
 fn auto_records_the_keyring_when_one_is_usable() {
     // issue 2.3 / decisions §2: auto probes on the first `store` and records `keyring`
-    let Some(s) = sandbox("auto") else {
-        return;
-    };
+    let s = sandbox("auto");
     let backend = s.data_dir().join("backend");
     let key = format!("auto-{}.example", std::process::id());
     s.get(&key).not_found();
