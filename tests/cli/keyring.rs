@@ -6,7 +6,7 @@
 
 use std::fs;
 
-use crate::util::{go_answer, go_list, mode, run_command, Output, Sandbox};
+use crate::util::{go_case, mode, plain_answer, plain_list, run_command, Output, Sandbox};
 
 /// The keyring service name every entry carries (src/store/keyring.rs).
 const SERVICE: &str = "docker-credential-ibmcr";
@@ -82,22 +82,24 @@ fn not_on_disk(s: &Sandbox, secret: &str) {
 #[test]
 fn a_second_process_reads_what_the_first_stored() {
     // issue 2.3/2.8: keyring round trip against a real Secret Service, across processes
+    // The steps and the Go helper's answers to them, captured against the
+    // same kind of keyring (tests/fixtures/go/keyring-round-trip); each step
+    // runs a new process. `keyring.example:5000` is used by no other keyring
+    // test (they share one Secret Service).
     let s = sandbox("keyring");
-    let key = format!("keyring-{}.example:5000", std::process::id());
+    let steps = go_case("keyring-round-trip");
+    let verbs: Vec<&str> = steps.iter().map(|s| s.verb.as_str()).collect();
+    assert_eq!(
+        verbs,
+        ["store", "get", "list", "store", "get", "erase", "erase", "get", "list"]
+    );
+    let key = "keyring.example:5000";
     let secret = "kr-secret-<1>&2";
-    s.store(&key, "kr-user", secret)
-        .ok()
-        .stdout_is("")
-        .stderr_is("");
-    s.get(&key)
-        .ok()
-        .stdout_is(&go_answer(&key, "kr-user", secret))
-        .stderr_is("");
-    s.list()
-        .ok()
-        .stdout_is(&go_list(&[(&key, "kr-user")]))
-        .stderr_is("");
-    in_keyring(&s, &key, "kr-user", secret);
+    // store, get (`<`, `>`, `&` escaped), list.
+    for step in &steps[..3] {
+        step.replay(&s);
+    }
+    in_keyring(&s, key, "kr-user", secret);
     // The secret lives in the keyring only: no store file, an index without secrets.
     assert!(!s.store_file().exists(), "no file store in keyring mode");
     let index = s.data_dir().join("keyring-index.json");
@@ -105,17 +107,16 @@ fn a_second_process_reads_what_the_first_stored() {
     assert_eq!(mode(&s.data_dir()), 0o700);
     not_on_disk(&s, secret);
     // A store over it replaces it.
-    s.store(&key, "kr-user", "kr-secret-2").ok();
-    in_keyring(&s, &key, "kr-user", "kr-secret-2");
-    s.get(&key)
-        .ok()
-        .stdout_is(&go_answer(&key, "kr-user", "kr-secret-2"));
-    // Erase removes it from the keyring; a second erase is a no-op.
-    s.erase(&key).ok().stdout_is("").stderr_is("");
-    not_in_keyring(&s, &key);
-    s.erase(&key).ok().stdout_is("").stderr_is("");
-    s.get(&key).not_found();
-    s.list().ok().stdout_is("{}\n");
+    steps[3].replay(&s);
+    in_keyring(&s, key, "kr-user", "kr-secret-2");
+    steps[4].replay(&s);
+    // Erase removes it from the keyring; a second erase is a no-op; then
+    // not found, and an empty list.
+    steps[5].replay(&s);
+    not_in_keyring(&s, key);
+    for step in &steps[6..] {
+        step.replay(&s);
+    }
 }
 
 #[test]
@@ -131,12 +132,12 @@ fn ibm_hosts_in_the_keyring_are_one_entry_per_host() {
     for asked in ["ca2.icr.io", "ca2.icr.io:443", "https://ca2.icr.io/"] {
         s.get(asked)
             .ok()
-            .stdout_is(&go_answer(asked, "iamapikey", "kr-api-key"))
+            .stdout_is(&plain_answer(asked, "iamapikey", "kr-api-key"))
             .stderr_is("");
     }
     s.list()
         .ok()
-        .stdout_is(&go_list(&[("ca2.icr.io", "iamapikey")]));
+        .stdout_is(&plain_list(&[("ca2.icr.io", "iamapikey")]));
     not_on_disk(&s, "kr-api-key");
     s.erase("http://ca2.icr.io")
         .ok()
@@ -165,7 +166,7 @@ fn auto_records_the_keyring_when_one_is_usable() {
     assert!(!s.store_file().exists());
     s.get(&key)
         .ok()
-        .stdout_is(&go_answer(&key, "u", "auto-secret"));
+        .stdout_is(&plain_answer(&key, "u", "auto-secret"));
     // The probe left nothing behind in the keyring.
     let out = run_command(
         s.program("secret-tool", &["search", "--all", "service", SERVICE]),

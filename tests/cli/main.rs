@@ -26,3 +26,6 @@ mod python;
 
 /// The keyring store against a real Secret Service (issue 2.3, 2.8).
 mod keyring;
+
+/// Byte for byte against the real Go helper's captured answers (issue 9).
+mod go;
