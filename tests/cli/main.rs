@@ -32,3 +32,6 @@ mod hardening;
 
 /// Every verb × every fault, from one table (issue 10.10).
 mod faults;
+
+/// Byte for byte against the real Go helper's captured answers (issue 9).
+mod go;

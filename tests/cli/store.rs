@@ -11,7 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use crate::support::fake_ibm::make_jwt;
-use crate::util::{go_answer, go_list, mode, run_command, Output, Sandbox, BIN};
+use crate::util::{
+    mode, plain_answer, plain_list, replay_go_case, run_command, Output, Sandbox, BIN,
+};
 
 /// A sandbox whose IBM hosts answer what is stored, and whose IBM endpoints
 /// are a closed loopback port: any attempt to mint fails loudly.
@@ -70,11 +72,11 @@ fn every_client_form_of_an_ibm_host_is_one_record() {
             .stderr_is("");
         s.list()
             .ok()
-            .stdout_is(&go_list(&[("us.icr.io", "iamapikey")]));
+            .stdout_is(&plain_list(&[("us.icr.io", "iamapikey")]));
         for asked in US_FORMS {
             s.get(asked)
                 .ok()
-                .stdout_is(&go_answer(asked, "iamapikey", &key))
+                .stdout_is(&plain_answer(asked, "iamapikey", &key))
                 .stderr_is("");
         }
     }
@@ -94,7 +96,7 @@ fn erase_of_one_form_removes_it_for_all() {
         }
         s.list()
             .ok()
-            .stdout_is(&go_list(&[("localhost:5000", "u")]));
+            .stdout_is(&plain_list(&[("localhost:5000", "u")]));
     }
 }
 
@@ -109,82 +111,43 @@ fn hostile_names_are_plain_keys() {
         "xus.icr.io",
         "us.icr.io:5443",
     ];
+    // Stored, listed, answered, other spellings not found, one erased: as
+    // the Go helper does with exact keys (tests/fixtures/go/hostile-names).
     let s = sandbox();
-    for (i, name) in HOSTILE.iter().enumerate() {
-        s.store(name, "iamapikey", &format!("hostile-{i}")).ok();
-    }
-    // None of them is `us.icr.io`, nor feeds the global key.
+    replay_go_case(&s, "hostile-names");
+    // The case erased one; with all six stored, none of them is `us.icr.io`,
+    // nor feeds the global key.
+    s.store("us.icr.io@evil.example", "iamapikey", "hostile-3")
+        .ok();
+    let mut listed: Vec<(&str, &str)> = HOSTILE.iter().map(|n| (*n, "iamapikey")).collect();
+    s.list().ok().stdout_is(&plain_list(&listed));
     for asked in US_FORMS {
         s.get(asked).not_found();
-    }
-    let mut listed: Vec<(&str, &str)> = HOSTILE.iter().map(|n| (*n, "iamapikey")).collect();
-    s.list().ok().stdout_is(&go_list(&listed));
-    for (i, name) in HOSTILE.iter().enumerate() {
-        s.get(name)
-            .ok()
-            .stdout_is(&go_answer(name, "iamapikey", &format!("hostile-{i}")))
-            .stderr_is("");
-        // Keys are the exact strings: another spelling is another key.
-        s.get(&format!("https://{name}")).not_found();
-        s.get(&name.to_ascii_uppercase()).not_found();
     }
     // With `us.icr.io` stored too, each answers its own.
     s.store("us.icr.io", "iamapikey", "the-real-one").ok();
     s.get("us.icr.io")
         .ok()
-        .stdout_is(&go_answer("us.icr.io", "iamapikey", "the-real-one"));
+        .stdout_is(&plain_answer("us.icr.io", "iamapikey", "the-real-one"));
     s.get("cp.icr.io")
         .ok()
-        .stdout_is(&go_answer("cp.icr.io", "iamapikey", "hostile-0"));
+        .stdout_is(&plain_answer("cp.icr.io", "iamapikey", "hostile-0"));
     // Erasing `us.icr.io` leaves them all.
     s.erase("us.icr.io").ok();
-    s.list().ok().stdout_is(&go_list(&listed));
+    s.list().ok().stdout_is(&plain_list(&listed));
     // Erasing one leaves the others.
     s.erase("us.icr.io@evil.example").ok().stdout_is("");
     listed.retain(|(k, _)| *k != "us.icr.io@evil.example");
-    s.list().ok().stdout_is(&go_list(&listed));
+    s.list().ok().stdout_is(&plain_list(&listed));
 }
 
 #[test]
 fn non_ibm_keys_are_exact_strings() {
     // issue 2.2/2.4: any other registry is a plain store keyed by the exact ServerURL
-    let s = sandbox();
-    let keys = [
-        ("https://index.docker.io/v1/", "hubuser", "hub-pass"),
-        ("localhost:5000", "<token>", "identity-token"),
-        ("ghcr.io", "octocat", "ghp_x&y"),
-    ];
-    for (url, user, secret) in keys {
-        s.store(url, user, secret).ok().stdout_is("").stderr_is("");
-    }
-    for (url, user, secret) in keys {
-        s.get(url)
-            .ok()
-            .stdout_is(&go_answer(url, user, secret))
-            .stderr_is("");
-    }
-    for other in [
-        "https://ghcr.io",
-        "ghcr.io/",
-        "GHCR.IO",
-        "http://localhost:5000",
-        "localhost:5000/ns/repo",
-        "index.docker.io",
-        "docker.io",
-        "https://index.docker.io/v1",
-    ] {
-        s.get(other).not_found();
-    }
-    s.list().ok().stdout_is(&go_list(&[
-        ("https://index.docker.io/v1/", "hubuser"),
-        ("localhost:5000", "<token>"),
-        ("ghcr.io", "octocat"),
-    ]));
-    // An erase of another spelling removes nothing.
-    s.erase("https://ghcr.io").ok().stdout_is("").stderr_is("");
-    s.get("ghcr.io")
-        .ok()
-        .stdout_is(&go_answer("ghcr.io", "octocat", "ghp_x&y"));
+    // Stored, answered (`<token>` and `&` escaped), other spellings not found,
+    // listed, an erase of another spelling removing nothing: the Go helper's
+    // bytes (tests/fixtures/go/exact-keys).
+    replay_go_case(&sandbox(), "exact-keys");
 }
 
 #[test]
@@ -206,7 +169,7 @@ fn ibm_credentials_are_answered_as_stored_by_kind() {
             s.store("de.icr.io", username, secret).ok();
             s.get("de.icr.io")
                 .ok()
-                .stdout_is(&go_answer("de.icr.io", username, secret))
+                .stdout_is(&plain_answer("de.icr.io", username, secret))
                 .stderr_is("");
         }
     }
@@ -216,7 +179,7 @@ fn ibm_credentials_are_answered_as_stored_by_kind() {
     s.store("us.icr.io", "iamapikey", "my-api-key").ok();
     s.get("us.icr.io")
         .ok()
-        .stdout_is(&go_answer("us.icr.io", "iamapikey", "my-api-key"))
+        .stdout_is(&plain_answer("us.icr.io", "iamapikey", "my-api-key"))
         .stderr_is("");
     // An expired registry token with no key anywhere: not found.
     s.store("de.icr.io", "token", &past).ok();
@@ -232,18 +195,18 @@ fn ibm_credentials_are_answered_as_stored_by_kind() {
     ] {
         s.get(host)
             .ok()
-            .stdout_is(&go_answer(host, "iamapikey", "global-key"))
+            .stdout_is(&plain_answer(host, "iamapikey", "global-key"))
             .stderr_is("");
     }
     // The host's own key wins over the global one.
     s.get("us.icr.io")
         .ok()
-        .stdout_is(&go_answer("us.icr.io", "iamapikey", "my-api-key"));
+        .stdout_is(&plain_answer("us.icr.io", "iamapikey", "my-api-key"));
     // A non-IBM registry is a plain store: an expired `token` is answered as stored.
     s.store("localhost:5000", "token", &past).ok();
     s.get("localhost:5000")
         .ok()
-        .stdout_is(&go_answer("localhost:5000", "token", &past));
+        .stdout_is(&plain_answer("localhost:5000", "token", &past));
 }
 
 #[test]
@@ -287,7 +250,7 @@ fn store_files_are_private_from_creation() {
     }
     s.get("localhost:5000")
         .ok()
-        .stdout_is(&go_answer("localhost:5000", "u", "p"));
+        .stdout_is(&plain_answer("localhost:5000", "u", "p"));
 }
 
 #[test]
@@ -355,11 +318,11 @@ fn thirty_two_concurrent_stores_leave_all_thirty_two() {
         .iter()
         .map(|(h, u)| (h.as_str(), u.as_str()))
         .collect();
-    s.list().ok().stdout_is(&go_list(&want)).stderr_is("");
+    s.list().ok().stdout_is(&plain_list(&want)).stderr_is("");
     for (host, user) in &hosts {
         s.get(host)
             .ok()
-            .stdout_is(&go_answer(host, user, &format!("secret-{host}")));
+            .stdout_is(&plain_answer(host, user, &format!("secret-{host}")));
     }
     let leftovers: Vec<_> = fs::read_dir(s.data_dir())
         .unwrap()
@@ -474,8 +437,8 @@ fn ibmcr_home_holds_everything() {
     s.store("us.icr.io", "iamapikey", "k").ok();
     s.get("us.icr.io")
         .ok()
-        .stdout_is(&go_answer("us.icr.io", "iamapikey", "k"));
-    s.list().ok().stdout_is(&go_list(&[
+        .stdout_is(&plain_answer("us.icr.io", "iamapikey", "k"));
+    s.list().ok().stdout_is(&plain_list(&[
         ("localhost:5000", "u"),
         ("us.icr.io", "iamapikey"),
     ]));
@@ -499,7 +462,7 @@ fn xdg_data_home_moves_the_store() {
     s.store("localhost:5000", "u", "p").ok();
     s.get("localhost:5000")
         .ok()
-        .stdout_is(&go_answer("localhost:5000", "u", "p"));
+        .stdout_is(&plain_answer("localhost:5000", "u", "p"));
     assert_eq!(mode(&xdg.join("ibmcr")), 0o700);
     assert_eq!(mode(&xdg.join("ibmcr/store.json")), 0o600);
     assert!(!s.data_dir().exists(), "nothing in ~/.local/share/ibmcr");
@@ -528,11 +491,11 @@ fn auto_without_a_session_bus_records_the_file_store_on_the_first_store() {
     assert!(s.store_file().exists());
     s.get("localhost:5000")
         .ok()
-        .stdout_is(&go_answer("localhost:5000", "u", "p"));
+        .stdout_is(&plain_answer("localhost:5000", "u", "p"));
     // The recorded choice stands for later calls.
     s.store("us.icr.io", "iamapikey", "k").ok();
     assert_eq!(fs::read_to_string(&backend).unwrap().trim(), "file");
-    s.list().ok().stdout_is(&go_list(&[
+    s.list().ok().stdout_is(&plain_list(&[
         ("localhost:5000", "u"),
         ("us.icr.io", "iamapikey"),
     ]));

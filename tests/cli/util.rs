@@ -181,6 +181,17 @@ impl Sandbox {
 
     /// Runs the binary with `args`, feeding `stdin`.
     pub fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let out = self.run_raw(args, stdin);
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            what: format!("{} {}", BIN, args.join(" ")),
+        }
+    }
+
+    /// Runs the binary with `args`, feeding `stdin`; the exact bytes it wrote.
+    pub fn run_raw(&self, args: &[&str], stdin: &[u8]) -> std::process::Output {
         let mut child = self
             .command(args)
             .stdin(Stdio::piped())
@@ -191,13 +202,7 @@ impl Sandbox {
         let mut pipe = child.stdin.take().unwrap();
         let _ = pipe.write_all(stdin); // the helper may not read it (list)
         drop(pipe);
-        let out = child.wait_with_output().unwrap();
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            what: format!("{} {}", BIN, args.join(" ")),
-        }
+        child.wait_with_output().unwrap()
     }
 
     /// `store` of a credential.
@@ -225,8 +230,7 @@ impl Sandbox {
 
 // ---------------------------------------------------------------------------
 // Added for protocol.rs, store.rs, redaction.rs, python.rs and keyring.rs:
-// running other programs (real clients, `sh`) in a sandbox, and the exact
-// bytes a Go helper writes.
+// running other programs (real clients, `sh`) in a sandbox.
 
 impl Sandbox {
     /// A command for another program (a real client, `sh`) with this
@@ -276,47 +280,161 @@ pub fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
     }
 }
 
-/// `s` as Go's `encoding/json` writes a string with HTML escaping on
-/// (`<`, `>`, `&`, U+2028, U+2029 and other control characters as `\u00XX`).
-pub fn go_json(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"), // Go 1.22+
-            '\u{c}' => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
+// ---------------------------------------------------------------------------
+// The Go reference helper's own answers (issue 9): tests/fixtures/go holds
+// cases captured from Debian's docker-credential-secretservice by
+// scripts/capture-go-fixtures.sh; each step is the stdin fed to it, its
+// exact stdout and its exit code. Our binary must give the same bytes.
+
+/// The captured cases, one directory each.
+pub const GO_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/go");
+
+/// One step of a captured case.
+pub struct GoStep {
+    /// `CASE/NN-VERB`, as the files are named.
+    pub name: String,
+    /// `store`, `get`, `erase` or `list`.
+    pub verb: String,
+    /// What the Go helper was fed.
+    pub stdin: Vec<u8>,
+    /// What it wrote to stdout, byte for byte.
+    pub stdout: Vec<u8>,
+    /// Its exit code.
+    pub exit: i32,
+}
+
+/// The steps of the captured case `case`, in order.
+pub fn go_case(case: &str) -> Vec<GoStep> {
+    let dir = Path::new(GO_FIXTURES).join(case);
+    let read =
+        |path: PathBuf| std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".stdin").map(str::to_string))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no steps in {}", dir.display());
+    names
+        .into_iter()
+        .map(|name| {
+            let verb = name
+                .split_once('-')
+                .unwrap_or_else(|| panic!("{case}/{name}: not NN-VERB"))
+                .1
+                .to_string();
+            let exit = String::from_utf8(read(dir.join(format!("{name}.exit"))))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap_or_else(|e| panic!("{case}/{name}.exit: {e}"));
+            GoStep {
+                stdin: read(dir.join(format!("{name}.stdin"))),
+                stdout: read(dir.join(format!("{name}.stdout"))),
+                verb,
+                exit,
+                name: format!("{case}/{name}"),
             }
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+        })
+        .collect()
+}
+
+/// Replays every step of the captured case `case` in `s` (which must hold
+/// nothing yet: the Go helper started from an empty keyring).
+#[track_caller]
+pub fn replay_go_case(s: &Sandbox, case: &str) {
+    for step in go_case(case) {
+        step.replay(s);
+    }
+}
+
+impl GoStep {
+    /// Runs this step in `s` and asserts the Go helper's exact stdout bytes
+    /// and exit code; stderr as decisions §1 has it: empty on success and on
+    /// not-found, else the same line as stdout.
+    #[track_caller]
+    pub fn replay(&self, s: &Sandbox) -> std::process::Output {
+        self.replay_expecting(s, &self.stdout)
+    }
+
+    /// As [`GoStep::replay`], with `want` in place of the captured stdout
+    /// (for a documented difference between Go versions only).
+    #[track_caller]
+    pub fn replay_expecting(&self, s: &Sandbox, want: &[u8]) -> std::process::Output {
+        let out = s.run_raw(&[&self.verb], &self.stdin);
+        let code = out.status.code().unwrap_or(-1);
+        let report = format!(
+            "Go fixture {}: {BIN} {}\n--- stdin ---\n{}\n--- Go's stdout (exit {}) ---\n{}\n\
+             --- our stdout (exit {code}) ---\n{}\n--- our stderr ---\n{}\n---",
+            self.name,
+            self.verb,
+            shown(&self.stdin),
+            self.exit,
+            shown(want),
+            shown(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.stdout == want && code == self.exit,
+            "stdout or exit code differs from Go's\n{report}"
+        );
+        let quiet = code == 0 || out.stdout == b"credentials not found in native keychain\n";
+        let want_stderr: &[u8] = if quiet { b"" } else { &out.stdout };
+        assert!(out.stderr == want_stderr, "stderr\n{report}");
+        out
+    }
+}
+
+/// `bytes` for a failure message: text as it is, control characters as
+/// `⟨0a⟩`, U+2028/U+2029 as `⟨u+2028⟩`, bytes that are not UTF-8 as `⟨xff⟩`.
+fn shown(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c as u32 {
+                n @ (0..=0x1f | 0x7f..=0x9f) => out.push_str(&format!("⟨{n:02x}⟩")),
+                n @ (0x2028 | 0x2029) => out.push_str(&format!("⟨u+{n:04x}⟩")),
+                _ => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("⟨x{b:02x}⟩"));
         }
     }
-    out.push('"');
     out
 }
 
-/// The exact bytes of a Go helper's `get` answer.
-pub fn go_answer(server_url: &str, username: &str, secret: &str) -> String {
+/// The bytes Go writes for `s` when nothing in it needs escaping: printable
+/// ASCII other than `"`, `\`, `<`, `>` and `&`. Anything else panics: such
+/// answers come from a captured Go case, never from a copy of our encoder.
+fn plain(s: &str) -> &str {
+    assert!(
+        s.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && !b"\"\\<>&".contains(&b)),
+        "{s:?} needs Go's escaping: compare with a case in tests/fixtures/go instead"
+    );
+    s
+}
+
+/// `get`'s answer for plain values (see `plain`); go::plain_answers_are_gos
+/// checks the format against the Go helper's bytes.
+pub fn plain_answer(server_url: &str, username: &str, secret: &str) -> String {
     format!(
-        "{{\"ServerURL\":{},\"Username\":{},\"Secret\":{}}}\n",
-        go_json(server_url),
-        go_json(username),
-        go_json(secret)
+        "{{\"ServerURL\":\"{}\",\"Username\":\"{}\",\"Secret\":\"{}\"}}\n",
+        plain(server_url),
+        plain(username),
+        plain(secret)
     )
 }
 
-/// The exact bytes of a Go helper's `list` answer (keys sorted bytewise).
-pub fn go_list(entries: &[(&str, &str)]) -> String {
+/// `list`'s answer for plain keys and usernames, keys sorted bytewise as Go
+/// sorts a map's keys.
+pub fn plain_list(entries: &[(&str, &str)]) -> String {
     let mut sorted = entries.to_vec();
     sorted.sort();
     let body: Vec<String> = sorted
         .iter()
-        .map(|(k, u)| format!("{}:{}", go_json(k), go_json(u)))
+        .map(|(k, u)| format!("\"{}\":\"{}\"", plain(k), plain(u)))
         .collect();
     format!("{{{}}}\n", body.join(","))
 }
