@@ -170,8 +170,7 @@ pub fn parse_server_url(input: &[u8]) -> Result<String, Error> {
 /// case-insensitively, unknown keys and bytes after the first value are
 /// ignored, `null` leaves a field empty. ServerURL is checked before Username.
 pub fn parse_store(input: &[u8]) -> Result<Credentials, Error> {
-    // Go decodes invalid UTF-8 inside strings as U+FFFD rather than failing.
-    let text = String::from_utf8_lossy(input);
+    let text = go_surrogates(&go_utf8(input));
     let top = serde_json::Deserializer::from_str(&text)
         .into_iter::<TopLevel>()
         .next()
@@ -213,6 +212,76 @@ pub fn parse_store(input: &[u8]) -> Result<Credentials, Error> {
         username,
         secret: Secret::new(secret),
     })
+}
+
+/// Go's reading of invalid UTF-8: one U+FFFD per byte that starts no valid
+/// sequence (`utf8.DecodeRune` answers `RuneError, 1`), where Rust's
+/// `from_utf8_lossy` writes one per maximal invalid run.
+fn go_utf8(mut input: &[u8]) -> String {
+    let mut out = String::with_capacity(input.len());
+    loop {
+        match std::str::from_utf8(input) {
+            Ok(valid) => {
+                out.push_str(valid);
+                return out;
+            }
+            Err(e) => {
+                let (valid, rest) = input.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                out.push(char::REPLACEMENT_CHARACTER);
+                input = rest.get(1..).unwrap_or_default();
+            }
+        }
+    }
+}
+
+/// Go's reading of `\uXXXX` escapes of UTF-16 surrogates that do not form
+/// a pair: U+FFFD, where serde_json refuses the whole document. Rewrites
+/// each such escape inside a string to `\ufffd`; pairs and everything else
+/// stay as they are.
+fn go_surrogates(text: &str) -> String {
+    let surrogate = |hex: &str| {
+        u16::from_str_radix(hex, 16)
+            .ok()
+            .filter(|u| (0xD800..=0xDFFF).contains(u))
+    };
+    let bytes = text.as_bytes();
+    let escape_at = |i: usize| {
+        text.get(i..i + 6)
+            .filter(|e| e.starts_with("\\u"))
+            .and_then(|e| surrogate(&e[2..]))
+    };
+    let (mut out, mut i, mut in_string) = (String::with_capacity(text.len()), 0, false);
+    while let Some(&b) = bytes.get(i) {
+        let mut step = 1;
+        if !in_string {
+            in_string = b == b'"';
+        } else if b == b'"' {
+            in_string = false;
+        } else if b == b'\\' {
+            step = 2;
+            if let Some(high) = escape_at(i) {
+                let paired = (0xD800..0xDC00).contains(&high)
+                    && escape_at(i + 6).is_some_and(|low| low >= 0xDC00);
+                if paired {
+                    out.push_str(&text[i..i + 12]);
+                    i += 12;
+                    continue;
+                }
+                out.push_str("\\ufffd");
+                i += 6;
+                continue;
+            }
+        }
+        let end = (i + step).min(bytes.len());
+        // Whole characters only: a backslash's next byte may start a multibyte one.
+        let end = (end..=bytes.len())
+            .find(|&e| text.is_char_boundary(e))
+            .unwrap_or(bytes.len());
+        out.push_str(&text[i..end]);
+        i = end;
+    }
+    out
 }
 
 /// The first JSON value on stdin: an object's members in input order (Go
@@ -491,5 +560,22 @@ mod tests {
             Err(Error::MissingServerUrl)
         ));
         assert_eq!(parse_server_url(b" us.icr.io\n").unwrap(), "us.icr.io");
+    }
+
+    #[test]
+    fn go_reads_broken_utf8_and_surrogates_as_u_fffd() {
+        // issue 9: bytes captured from the Go helper showed both differences.
+        assert_eq!(go_utf8(b"a\xe2\x82b\xffc"), "a\u{fffd}\u{fffd}b\u{fffd}c");
+        assert_eq!(go_utf8("é€".as_bytes()), "é€");
+        for (json, want) in [
+            (r#""a\ud800b""#, r#""a\ufffdb""#),
+            (r#""\udc00\ud83d\ude00""#, r#""\ufffd\ud83d\ude00""#),
+            (r#""\ud83d\u0041""#, r#""\ufffd\u0041""#),
+            (r#""\\ud800""#, r#""\\ud800""#),
+            (r#"{"k\ud800":"é\"\ud800"}"#, r#"{"k\ufffd":"é\"\ufffd"}"#),
+            (r#"\ud800 "x""#, r#"\ud800 "x""#),
+        ] {
+            assert_eq!(go_surrogates(json), want, "{json}");
+        }
     }
 }

@@ -28,11 +28,11 @@ const REPLAYED_BY: &[(&str, &str)] = &[
     ),
     (
         "invalid-utf8-truncated",
-        "go::truncated_utf8_sequences_become_one_u_fffd_per_byte (ignored: a known difference)",
+        "go::truncated_utf8_sequences_become_one_u_fffd_per_byte",
     ),
     (
         "lone-surrogates",
-        "go::lone_surrogate_escapes_become_u_fffd (ignored: a known difference)",
+        "go::lone_surrogate_escapes_become_u_fffd",
     ),
     (
         "store-decoding",
@@ -173,16 +173,12 @@ fn backspace_and_form_feed_as_go_1_22_writes_them() {
 }
 
 #[test]
-#[ignore = "known difference (issue 9): src/protocol.rs decodes invalid UTF-8 with \
-            String::from_utf8_lossy (one U+FFFD per truncated sequence); Go writes one per byte"]
 fn truncated_utf8_sequences_become_one_u_fffd_per_byte() {
     // issue 9: `a\xe2\x82b` is stored by Go as `a\u{fffd}\u{fffd}b`
     crate::util::replay_go_case(&sandbox(), "invalid-utf8-truncated");
 }
 
 #[test]
-#[ignore = "known difference (issue 9): src/protocol.rs refuses a `\\ud800` escape as malformed \
-            JSON (serde_json); Go decodes a lone surrogate to U+FFFD"]
 fn lone_surrogate_escapes_become_u_fffd() {
     // issue 9: `"a\ud800b"` is stored by Go as `a\u{fffd}b`
     crate::util::replay_go_case(&sandbox(), "lone-surrogates");
