@@ -226,6 +226,13 @@ impl Fault {
 pub enum FaultKind {
     /// Wait, then answer normally.
     Delay(Duration),
+    /// This status with this JSON body, as given: a reply no honest server sends.
+    Reply {
+        /// The HTTP status.
+        status: u16,
+        /// The JSON body.
+        body: Value,
+    },
     /// This status with an error body of the right shape for the API (IAM or registry).
     Status(u16),
     /// This status with an error body of the right shape for the API, carrying this code and
@@ -1200,6 +1207,9 @@ fn handle(shared: &Shared, req: Request) -> Outcome {
                 return Outcome::Respond(resp);
             }
             FaultKind::Close => return Outcome::Close,
+            FaultKind::Reply { status, body } => {
+                return Outcome::Respond(Response::json(status, &body))
+            }
         }
     }
     let mut st = lock(&shared.state);

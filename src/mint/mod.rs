@@ -173,9 +173,14 @@ impl Minter {
         crate::debug!("mint", "{} answered {}", call.url, reply.status);
         let status = reply.status;
         if status == StatusCode::OK || status == StatusCode::CREATED {
-            return wire::parse_registry_token(&reply.body)
-                .map(Created::Token)
-                .map_err(|why| call.fail(format!("malformed response: {why}")));
+            let token = wire::parse_registry_token(&reply.body)
+                .map_err(|why| call.fail(format!("malformed response: {why}")))?;
+            // The id is logged and kept for revocation: never one that could
+            // carry the access token it was created with (issue 10.7).
+            if scrub::could_carry(&token.id, call.secret) {
+                return Err(call.fail("malformed response: the token id echoes the access token"));
+            }
+            return Ok(Created::Token(token));
         }
         let refused = (status.is_client_error()
             && status != StatusCode::UNAUTHORIZED
@@ -412,6 +417,30 @@ mod tests {
             );
         }
         assert_eq!(fake.count("POST", "/identity/token"), 6);
+    }
+
+    #[test]
+    fn a_token_id_that_echoes_the_access_token_is_refused() {
+        // issue 10.7: the jti is logged and kept for revocation
+        let fake = server();
+        let minter = Minter::new().unwrap();
+        let api = endpoint(&fake);
+        let (access, account) = access_token(&fake, &minter);
+        let token = access.expose();
+        let jti = &token[token.len() - 20..];
+        let body = serde_json::json!({ "token": fake_ibm::make_jwt(&serde_json::json!({ "jti": jti, "exp": 4_000_000_000u64 })) });
+        fake.inject(Fault::new(
+            "/api/v1/tokens",
+            FaultKind::Reply { status: 200, body },
+            1,
+        ));
+        let err = minter
+            .create_registry_token(&api, &access, &account, "d", true)
+            .unwrap_err();
+        assert!(
+            error_text(&err, &[token, jti]).ends_with("the token id echoes the access token"),
+            "{err:#}"
+        );
     }
 
     #[test]
