@@ -6,12 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use super::{Record, SecretStore};
+use super::{Record, SecretStore, MAX_STORE_BYTES};
 use crate::fsutil;
 
 /// Version of the store file format.
 const VERSION: u32 = 1;
-/// How long a writer waits for another.
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct Document {
@@ -38,7 +37,7 @@ impl FileStore {
 
     fn load(&self) -> Result<Document> {
         let path = self.path();
-        let Some(bytes) = fsutil::read_private(&path)? else {
+        let Some(bytes) = fsutil::read_private(&path, MAX_STORE_BYTES)? else {
             return Ok(Document {
                 v: VERSION,
                 credentials: BTreeMap::new(),
@@ -69,6 +68,13 @@ impl FileStore {
         let mut doc = self.load()?;
         let out = change(&mut doc);
         let bytes = serde_json::to_vec_pretty(&doc).context("encoding the credential store")?;
+        if bytes.len() as u64 > MAX_STORE_BYTES {
+            bail!(
+                "credential store `{}` would grow past {}, the most this helper reads: erase credentials you no longer use",
+                self.path().display(),
+                fsutil::format_size(MAX_STORE_BYTES)
+            );
+        }
         fsutil::write_atomic(&self.path(), &bytes)?;
         Ok(out)
     }
@@ -160,6 +166,19 @@ mod tests {
             "{err}"
         );
         assert!(s.get("a").is_err());
+        assert_eq!(std::fs::read(s.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn a_store_never_grows_past_what_it_reads() {
+        // issue 10.5: what the helper writes, it can read back.
+        let s = store("bound");
+        s.put("a", &rec("u", "p")).unwrap();
+        let before = std::fs::read(s.path()).unwrap();
+        let huge = "x".repeat(MAX_STORE_BYTES as usize);
+        let err = s.put("b", &rec("v", &huge)).unwrap_err().to_string();
+        assert!(err.contains("would grow past 4 MiB"), "{err}");
+        assert!(!err.contains("xxx"), "{err}");
         assert_eq!(std::fs::read(s.path()).unwrap(), before);
     }
 }

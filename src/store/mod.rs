@@ -14,6 +14,13 @@ use crate::{debug, fsutil};
 pub mod file;
 pub mod keyring;
 
+/// The most the file store or the keyring index may hold: thousands of
+/// credentials. A larger file is refused, never read; a write that would
+/// pass it fails.
+pub const MAX_STORE_BYTES: u64 = 4 << 20;
+/// The most the backend choice (`keyring` or `file`) may hold.
+pub const MAX_BACKEND_BYTES: u64 = 1 << 10;
+
 /// One stored credential.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
@@ -71,7 +78,7 @@ fn backend_file(env: &Env) -> Result<PathBuf> {
 
 fn recorded(env: &Env) -> Result<Option<StoreChoice>> {
     let path = backend_file(env)?;
-    let Some(bytes) = fsutil::read_private(&path)? else {
+    let Some(bytes) = fsutil::read_private(&path, MAX_BACKEND_BYTES)? else {
         return Ok(None);
     };
     match std::str::from_utf8(&bytes).map(str::trim) {

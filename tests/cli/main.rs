@@ -29,3 +29,6 @@ mod keyring;
 
 /// What an adversarial review broke, each pinned (issue 10).
 mod hardening;
+
+/// The files the helper reads and writes: owners, links, types, sizes, temp files (issue 10.1, 10.4–10.6).
+mod files;
