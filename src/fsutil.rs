@@ -515,14 +515,30 @@ pub fn no_core_dumps() {
 pub const LOCK_WAIT: Duration = Duration::from_secs(20);
 
 /// Takes the exclusive lock on `path` (created 0600), waiting at most `wait`.
+/// A symlink there is refused, never followed (a link planted to
+/// `/etc/nologin` would have root create that file), and so is anything but
+/// a regular file of the caller's or root's.
 pub fn lock(path: &Path, wait: Duration) -> Result<LockGuard> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
     options.mode(0o600);
-    let file = options
-        .open(path)
+    let file = open_no_follow(path, &mut options).map_err(|e| match e.is::<NotRegular>() {
+        true => e,
+        false => e.context(format!("opening lock file `{}`", path.display())),
+    })?;
+    let meta = file
+        .metadata()
         .with_context(|| format!("opening lock file `{}`", path.display()))?;
+    if !meta.is_file() {
+        let what = file_type_name(&meta);
+        return Err(NotRegular {
+            path: path.to_path_buf(),
+            what,
+        }
+        .into());
+    }
+    check_owner(path, &meta)?;
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
@@ -806,6 +822,33 @@ pub(crate) mod tests {
             err,
             format!("`{path}` is writable by others (mode 0646): run `chmod 644 {path}`")
         );
+    }
+
+    #[test]
+    fn a_lock_is_never_taken_through_a_symlink_or_on_a_fifo() {
+        // issue 10.1: a planted lock symlink made root create its target.
+        let dir = temp_dir("lock-link");
+        ensure_private_dir(&dir).unwrap();
+        let (target, link) = (dir.join("nologin"), dir.join("store.lock"));
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = lock(&link, Duration::from_millis(50)).unwrap_err();
+        assert!(err.is::<NotRegular>(), "{err}");
+        assert!(!target.exists(), "nothing created through the link");
+
+        let fifo = dir.join("tokens.lock");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = lock(&fifo, Duration::from_millis(50)).unwrap_err();
+        assert!(err.to_string().contains("is a FIFO"), "{err}");
+
+        if my_uid() == 0 {
+            let theirs = dir.join("theirs.lock");
+            fs::write(&theirs, b"").unwrap();
+            std::os::unix::fs::chown(&theirs, Some(4321), None).unwrap();
+            let err = lock(&theirs, Duration::from_millis(50)).unwrap_err();
+            assert!(err.is::<ForeignOwner>(), "{err}");
+        }
     }
 
     #[test]

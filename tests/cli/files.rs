@@ -165,6 +165,26 @@ fn files_another_user_swapped_in_are_refused() {
 }
 
 #[test]
+fn a_lock_file_symlink_is_never_followed() {
+    // issue 10.1: a store.lock symlink made root create an empty file where
+    // it pointed (`/etc/nologin` stops every login).
+    let (_fake, s) = setup();
+    let nologin = s.root.join("nologin");
+    let lock = s.data_dir().join("store.lock");
+    fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink(&nologin, &lock).unwrap();
+    s.store("ghcr.io", "u", "p").error_line("store.lock");
+    assert!(!nologin.exists(), "no file created through the link");
+
+    let nologin = s.root.join("nologin-cache");
+    let lock = s.cache_dir().join("tokens.lock");
+    let _ = fs::remove_file(&lock);
+    std::os::unix::fs::symlink(&nologin, &lock).unwrap();
+    let _ = s.get("us.icr.io");
+    assert!(!nologin.exists(), "no file created through the link");
+}
+
+#[test]
 fn a_shared_directory_is_checked_on_reads() {
     // issue 10.1: with IBMCR_HOME at mode 1777, root answered a store another
     // user planted, and a store anyone could have swapped.
