@@ -573,7 +573,12 @@ pub fn change_surely<T>(dir: &Path, now: u64, change: impl FnOnce(&mut Cache) ->
     let mut cache = Cache::load(dir)?;
     let out = change(&mut cache);
     let saved = match &guard {
-        Ok(_) => cache.save(dir, now),
+        Ok(lock) => {
+            // Copies of the cache that killed writers left: they may hold
+            // tokens this change forgets.
+            fsutil::remove_stale_temps(&path(dir), lock);
+            cache.save(dir, now)
+        }
         Err(e) => Err(anyhow::anyhow!("{e:#}")),
     };
     if let Err(e) = saved {
@@ -600,7 +605,7 @@ pub fn change_surely<T>(dir: &Path, now: u64, change: impl FnOnce(&mut Cache) ->
 pub fn with_locked<T>(dir: &Path, now: u64, change: impl FnOnce(&mut Cache) -> T) -> Result<T> {
     let locked = fsutil::ensure_private_dir(dir)
         .and_then(|()| fsutil::lock(&lock_path(dir), fsutil::LOCK_WAIT));
-    let _guard = match locked {
+    let guard = match locked {
         Ok(guard) => guard,
         Err(e) if refused(&e) || e.is::<fsutil::LockTimeout>() => return Err(e),
         Err(e) => {
@@ -612,6 +617,7 @@ pub fn with_locked<T>(dir: &Path, now: u64, change: impl FnOnce(&mut Cache) -> T
     let before = cache.clone();
     let out = change(&mut cache);
     if cache != before {
+        fsutil::remove_stale_temps(&path(dir), &guard);
         if let Err(e) = cache.save(dir, now) {
             debug!("cache", "not caching: {e:#}");
         }

@@ -463,6 +463,73 @@ fn set_mode_and_owner(file: &File, options: WriteOptions<'_>) -> io::Result<()> 
     Ok(())
 }
 
+/// The temp files [`write_atomic`] left beside `path` in processes that died
+/// before their rename (a SIGKILL mid-write): `.<name>.tmp.<pid>.<n>` whose
+/// pid is not alive. Reads the directory only.
+pub fn stale_temps(path: &Path) -> Vec<PathBuf> {
+    let (dir, Some(name)) = (parent_dir(path), path.file_name()) else {
+        return Vec::new();
+    };
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let Some((pid, n)) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|rest| rest.split_once('.'))
+            else {
+                return false;
+            };
+            digits(pid) && digits(n) && pid.parse().is_ok_and(|pid| !alive(pid))
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// Removes [`stale_temps`] of `path`, best effort: they may hold secrets
+/// erased since. `_lock` is the lock every writer of `path` holds, so no
+/// writer is between its create and its rename meanwhile.
+pub fn remove_stale_temps(path: &Path, _lock: &LockGuard) {
+    for stale in stale_temps(path) {
+        match fs::remove_file(&stale) {
+            Ok(()) => crate::debug!(
+                "fs",
+                "removed `{}`, left by a writer that died",
+                stale.display()
+            ),
+            Err(e) => crate::debug!("fs", "could not remove `{}`: {e}", stale.display()),
+        }
+    }
+}
+
+/// False only when no process `pid` exists (`kill(pid, 0)` fails with
+/// `ESRCH`); a process of another user still counts, and so does this one.
+fn alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(id) = libc::pid_t::try_from(pid) else {
+            return true;
+        };
+        if id <= 0 || pid == std::process::id() {
+            return true;
+        }
+        // SAFETY: signal 0 sends nothing; it only asks whether `id` exists.
+        let sent = unsafe { libc::kill(id, 0) };
+        sent == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
 /// The directory `path` is in (`.` for a bare name).
 fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
@@ -849,6 +916,42 @@ pub(crate) mod tests {
             let err = lock(&theirs, Duration::from_millis(50)).unwrap_err();
             assert!(err.is::<ForeignOwner>(), "{err}");
         }
+    }
+
+    #[test]
+    fn temp_files_of_dead_writers_are_found_and_removed_under_the_lock() {
+        // issue 10.6
+        let dir = temp_dir("stale-temps");
+        ensure_private_dir(&dir).unwrap();
+        let f = dir.join("s.json");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let me = std::process::id();
+        let stale = [
+            dir.join(format!(".s.json.tmp.{dead}.0")),
+            dir.join(format!(".s.json.tmp.{dead}.17")),
+        ];
+        let kept = [
+            dir.join(format!(".s.json.tmp.{me}.0")),       // alive
+            dir.join(".s.json.tmp.1.0"),                   // init: alive
+            dir.join(format!(".s.json.tmp.{dead}")),       // not our name
+            dir.join(format!(".s.json.tmp.{dead}.x")),     // not our name
+            dir.join(format!(".s.json.tmp.+{dead}.0")),    // not our name
+            dir.join(format!(".other.json.tmp.{dead}.0")), // another file's
+            dir.join(format!("s.json.tmp.{dead}.0")),      // not hidden
+        ];
+        for p in stale.iter().chain(&kept) {
+            fs::write(p, b"x").unwrap();
+        }
+        let mut found = stale_temps(&f);
+        found.sort();
+        assert_eq!(found, stale);
+        let lock = lock(&dir.join(".lock"), Duration::from_secs(1)).unwrap();
+        remove_stale_temps(&f, &lock);
+        assert!(stale.iter().all(|p| !p.exists()));
+        assert!(kept.iter().all(|p| p.exists()));
+        assert!(stale_temps(&dir.join("missing/s.json")).is_empty());
     }
 
     #[test]

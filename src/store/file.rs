@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use super::{Record, SecretStore, MAX_STORE_BYTES};
-use crate::fsutil;
+use crate::{debug, fsutil};
 
 /// Version of the store file format.
 const VERSION: u32 = 1;
@@ -64,9 +64,12 @@ impl FileStore {
 
     fn modify<T>(&self, change: impl FnOnce(&mut Document) -> T) -> Result<T> {
         fsutil::ensure_private_dir(&self.dir)?;
-        let _lock = super::lock(&self.dir)?;
+        let lock = super::lock(&self.dir)?;
         let mut doc = self.load()?;
         let out = change(&mut doc);
+        // Copies of the document that killed writers left: they may hold
+        // what this change removes.
+        fsutil::remove_stale_temps(&self.path(), &lock);
         let bytes = serde_json::to_vec_pretty(&doc).context("encoding the credential store")?;
         if bytes.len() as u64 > MAX_STORE_BYTES {
             bail!(
@@ -77,6 +80,21 @@ impl FileStore {
         }
         fsutil::write_atomic(&self.path(), &bytes)?;
         Ok(out)
+    }
+
+    /// [`fsutil::remove_stale_temps`] when there is nothing to write, best
+    /// effort: a `store` killed before its rename leaves the secret it was
+    /// storing in a temp file, and erasing it must not leave that copy.
+    /// Takes the lock only when there is such a file.
+    fn remove_stale_temps(&self) {
+        if fsutil::stale_temps(&self.path()).is_empty() {
+            return;
+        }
+        let locked = fsutil::ensure_private_dir(&self.dir).and_then(|()| super::lock(&self.dir));
+        match locked {
+            Ok(lock) => fsutil::remove_stale_temps(&self.path(), &lock),
+            Err(e) => debug!("store", "left temp files of dead writers: {e:#}"),
+        }
     }
 }
 
@@ -93,7 +111,8 @@ impl SecretStore for FileStore {
 
     fn remove(&self, key: &str) -> Result<bool> {
         if !self.load()?.credentials.contains_key(key) {
-            return Ok(false); // nothing to do: no write, no lock
+            self.remove_stale_temps();
+            return Ok(false); // nothing else to do: no write
         }
         self.modify(|doc| doc.credentials.remove(key).is_some())
     }

@@ -114,7 +114,8 @@ impl KeyringStore {
         change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<()>,
     ) -> Result<()> {
         fsutil::ensure_private_dir(&self.dir)?;
-        let _lock = super::lock(&self.dir)?;
+        let lock = super::lock(&self.dir)?;
+        fsutil::remove_stale_temps(&self.index_path(), &lock);
         let mut index = self.load_index()?.unwrap_or_default();
         change(&mut index.entries)?;
         index.v = VERSION;

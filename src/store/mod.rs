@@ -123,7 +123,7 @@ pub fn open_for_write(env: &Env) -> Result<Box<dyn SecretStore>> {
                 let dir = &env.dirs()?.data;
                 fsutil::ensure_private_dir(dir)?;
                 // Two first stores at once must record one choice.
-                let _lock = lock(dir)?;
+                let lock = lock(dir)?;
                 if let Some(choice) = recorded(env)? {
                     return open(env, choice);
                 }
@@ -139,7 +139,9 @@ pub fn open_for_write(env: &Env) -> Result<Box<dyn SecretStore>> {
                 } else {
                     "file\n"
                 };
-                fsutil::write_atomic(&backend_file(env)?, word.as_bytes())
+                let file = backend_file(env)?;
+                fsutil::remove_stale_temps(&file, &lock);
+                fsutil::write_atomic(&file, word.as_bytes())
                     .context("recording the chosen credential store")?;
                 choice
             }

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,14 @@ fn sparse(path: &Path, len: u64) {
     let file = fs::File::create(path).unwrap();
     file.set_len(len).unwrap();
     chmod(path, 0o600);
+}
+
+/// The pid of a process that has exited.
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
 }
 
 /// Runs the helper with at most 1 GiB of address space, killed after 10 s: a
@@ -90,6 +98,26 @@ fn bounded(s: &Sandbox, args: &[&str], stdin: &[u8]) -> Output {
         stderr,
         what: format!("{BIN} {}", args.join(" ")),
     }
+}
+
+/// Every regular file under `dir` whose bytes contain `needle`.
+fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in fs::read_dir(&d).unwrap().flatten() {
+            let meta = fs::symlink_metadata(entry.path()).unwrap();
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else if meta.is_file() {
+                let bytes = fs::read(entry.path()).unwrap();
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(entry.path());
+                }
+            }
+        }
+    }
+    found
 }
 
 /// A store document holding `secret` for `key`, as the helper writes it.
@@ -348,4 +376,51 @@ fn huge_files_never_abort() {
     )
     .error_line(&fix);
     fs::remove_file(s.store_file()).unwrap();
+}
+
+#[test]
+fn an_erase_leaves_no_copy_of_the_erased_secret() {
+    // issue 10.6: `.store.json.tmp.PID.N` files survived a SIGKILL mid-`store`
+    // and kept secrets that were erased later.
+    let s = Sandbox::new();
+    s.store("ghcr.io", "u", CANARY).ok();
+    s.store("quay.io", "u", "p").ok();
+    let dead = dead_pid();
+    // What a `store` killed before its rename leaves: the whole document.
+    let stale = s.data_dir().join(format!(".store.json.tmp.{dead}.0"));
+    fs::copy(s.store_file(), &stale).unwrap();
+    // A writer that is still alive keeps its temp file.
+    let live = s
+        .data_dir()
+        .join(format!(".store.json.tmp.{}.0", std::process::id()));
+    fs::write(&live, b"{}").unwrap();
+    s.erase("ghcr.io").ok();
+    assert_eq!(files_holding(&s.data_dir(), CANARY), Vec::<PathBuf>::new());
+    assert!(live.exists(), "a live writer's temp file stays");
+
+    // A secret only a killed first `store` wrote: the erase finds nothing
+    // stored, and still leaves no copy.
+    let stale = s.data_dir().join(format!(".store.json.tmp.{dead}.1"));
+    fs::write(&stale, store_document("ghcr.io", CANARY)).unwrap();
+    chmod(&stale, 0o600);
+    s.erase("ghcr.io").ok();
+    assert_eq!(files_holding(&s.data_dir(), CANARY), Vec::<PathBuf>::new());
+    s.get("quay.io").ok();
+}
+
+#[test]
+fn a_cache_rewrite_removes_temp_files_of_dead_writers() {
+    // issue 10.6: the same for the token cache, on the erase of its host.
+    let (_fake, s) = setup();
+    bearer(&s.get("us.icr.io").ok());
+    let stale = s
+        .cache_dir()
+        .join(format!(".tokens.json.tmp.{}.3", dead_pid()));
+    let mut bytes = fs::read(s.cache_file()).unwrap();
+    bytes.extend_from_slice(CANARY.as_bytes());
+    fs::write(&stale, bytes).unwrap();
+    chmod(&stale, 0o600);
+    s.erase("us.icr.io").ok();
+    assert!(!stale.exists(), "{} left", stale.display());
+    assert_eq!(files_holding(&s.cache_dir(), CANARY), Vec::<PathBuf>::new());
 }
