@@ -75,6 +75,7 @@ pub struct ForeignOwner {
     path: PathBuf,
     owner: u32,
     me: u32,
+    dir: bool,
 }
 
 impl std::fmt::Display for ForeignOwner {
@@ -82,8 +83,19 @@ impl std::fmt::Display for ForeignOwner {
         let (path, owner, me) = (self.path.display(), self.owner, self.me);
         write!(
             f,
-            "`{path}` is owned by uid {owner}, not by you (uid {me}): run `chown {me} {path}` or remove it"
-        )
+            "`{path}` is owned by uid {owner}, not by you (uid {me}): "
+        )?;
+        if self.dir {
+            // Often root with a user's HOME (`sudo -E`): taking the user's
+            // directory away is not the first fix to offer.
+            let home = crate::env::IBMCR_HOME;
+            write!(
+                f,
+                "use a directory of your own (set HOME or {home}) or run `chown {me} {path}`"
+            )
+        } else {
+            write!(f, "run `chown {me} {path}` or remove it")
+        }
     }
 }
 
@@ -179,6 +191,7 @@ fn check_owner(path: &Path, meta: &fs::Metadata) -> Result<(), ForeignOwner> {
         path: path.to_path_buf(),
         owner,
         me,
+        dir: meta.is_dir(),
     })
 }
 
@@ -830,6 +843,15 @@ pub(crate) mod tests {
                 format!("`{path}` is owned by uid 4321, not by you (uid 0): run `chown 0 {path}` or remove it")
             );
             std::os::unix::fs::chown(&f, Some(0), None).unwrap();
+            std::os::unix::fs::chown(&dir, Some(4321), None).unwrap();
+            let err = read_private(&f, 10).unwrap_err();
+            let path = dir.display();
+            assert_eq!(
+                err.to_string(),
+                format!("`{path}` is owned by uid 4321, not by you (uid 0): use a directory of your own (set HOME or IBMCR_HOME) or run `chown 0 {path}`")
+            );
+            assert!(ensure_private_dir(&dir).unwrap_err().is::<ForeignOwner>());
+            std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
         }
 
         let link = dir.join("link.json");

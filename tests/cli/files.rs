@@ -145,7 +145,7 @@ fn a_home_another_user_owns_is_refused() {
     chown(&home, OTHER);
     s.set("IBMCR_HOME", home.to_str().unwrap());
     let owned = format!(
-        "`{}` is owned by uid {OTHER}, not by you (uid 0)",
+        "`{0}` is owned by uid {OTHER}, not by you (uid 0): use a directory of your own (set HOME or IBMCR_HOME) or run `chown 0 {0}`",
         home.display()
     );
     s.store("ghcr.io", "u", CANARY).error_line(&owned);
