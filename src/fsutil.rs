@@ -370,8 +370,9 @@ pub fn read_file(
     if meta.len() > limit {
         return Err(too_large().into());
     }
-    // Never sized from the metadata: the file may have grown since.
-    let mut bytes = Vec::new();
+    // Sized from the metadata only once that is within the bound (one read
+    // on the cached `get` path, not six); `take` stops a file that grew since.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
     (&mut file)
         .take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
