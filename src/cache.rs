@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
@@ -26,6 +26,9 @@ pub const REFUSAL_TTL: u64 = 24 * 60 * 60;
 /// mark of a clock that was fast when it was written, and ignored: processes
 /// waiting on one mint read the clock at different whole seconds.
 pub const CLOCK_TOLERANCE: u64 = 60;
+/// The most the cache file may hold: hundreds of tokens. A larger one is
+/// ignored, as a corrupt one is; a save that would pass it is not made.
+pub const MAX_CACHE_BYTES: u64 = 1 << 20;
 
 /// Names a secret without revealing it: the first 16 hex digits of its SHA-256.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -361,15 +364,16 @@ fn lock_path(dir: &Path) -> PathBuf {
 }
 
 impl Cache {
-    /// Reads the cache. A missing or corrupt cache is an empty one (it holds
-    /// nothing that cannot be minted again), with a debug line; it is
-    /// replaced on the next write. A cache others can read is refused.
+    /// Reads the cache. A missing, corrupt or oversized cache (or a FIFO,
+    /// a symlink, …) is an empty one (it holds nothing that cannot be minted
+    /// again), with a debug line; it is replaced on the next write. A cache
+    /// others can read or write, or that someone else owns, is refused.
     pub fn load(dir: &Path) -> Result<Cache> {
         let file = path(dir);
-        let bytes = match fsutil::read_private(&file) {
+        let bytes = match fsutil::read_private(&file, MAX_CACHE_BYTES) {
             Ok(None) => return Ok(Cache::default()),
             Ok(Some(bytes)) => bytes,
-            Err(e) if e.is::<fsutil::LooseMode>() => return Err(e),
+            Err(e) if refused(&e) => return Err(e),
             Err(e) => {
                 debug!("cache", "ignoring `{}`: {e:#}", file.display());
                 return Ok(Cache::default());
@@ -404,7 +408,14 @@ impl Cache {
         self.v = VERSION;
         self.prune(now);
         fsutil::ensure_private_dir(dir)?;
-        fsutil::write_atomic(&path(dir), &serde_json::to_vec_pretty(self)?)
+        let bytes = serde_json::to_vec_pretty(self)?;
+        if bytes.len() as u64 > MAX_CACHE_BYTES {
+            bail!(
+                "the token cache would grow past {}",
+                fsutil::format_size(MAX_CACHE_BYTES)
+            );
+        }
+        fsutil::write_atomic(&path(dir), &bytes)
     }
 
     fn prune(&mut self, now: u64) {
@@ -540,6 +551,13 @@ fn live(until: u64, now: u64, ttl: u64) -> bool {
     until > now && until <= now.saturating_add(ttl + CLOCK_TOLERANCE)
 }
 
+/// True for what makes the cache untrustworthy rather than unusable: a mode
+/// that lets others at it, or an owner who is someone else. Refused, never
+/// ignored and replaced.
+fn refused(e: &anyhow::Error) -> bool {
+    e.is::<fsutil::LooseMode>() || e.is::<fsutil::ForeignOwner>()
+}
+
 /// Runs `change` on the cache under its lock and saves it, and makes sure it
 /// took effect: for a `store` or `erase`, after which the old credential's
 /// tokens must never be answered again. When the cache cannot be rewritten
@@ -549,13 +567,18 @@ pub fn change_surely<T>(dir: &Path, now: u64, change: impl FnOnce(&mut Cache) ->
     let locked = fsutil::ensure_private_dir(dir)
         .and_then(|()| fsutil::lock(&lock_path(dir), fsutil::LOCK_WAIT));
     let guard = match locked {
-        Err(e) if e.is::<fsutil::LooseMode>() || e.is::<fsutil::LockTimeout>() => return Err(e),
+        Err(e) if refused(&e) || e.is::<fsutil::LockTimeout>() => return Err(e),
         other => other,
     };
     let mut cache = Cache::load(dir)?;
     let out = change(&mut cache);
     let saved = match &guard {
-        Ok(_) => cache.save(dir, now),
+        Ok(lock) => {
+            // Copies of the cache that killed writers left: they may hold
+            // tokens this change forgets.
+            fsutil::remove_stale_temps(&path(dir), lock);
+            cache.save(dir, now)
+        }
         Err(e) => Err(anyhow::anyhow!("{e:#}")),
     };
     if let Err(e) = saved {
@@ -582,9 +605,9 @@ pub fn change_surely<T>(dir: &Path, now: u64, change: impl FnOnce(&mut Cache) ->
 pub fn with_locked<T>(dir: &Path, now: u64, change: impl FnOnce(&mut Cache) -> T) -> Result<T> {
     let locked = fsutil::ensure_private_dir(dir)
         .and_then(|()| fsutil::lock(&lock_path(dir), fsutil::LOCK_WAIT));
-    let _guard = match locked {
+    let guard = match locked {
         Ok(guard) => guard,
-        Err(e) if e.is::<fsutil::LooseMode>() || e.is::<fsutil::LockTimeout>() => return Err(e),
+        Err(e) if refused(&e) || e.is::<fsutil::LockTimeout>() => return Err(e),
         Err(e) => {
             debug!("cache", "not caching: {e:#}");
             return Ok(change(&mut Cache::load(dir)?));
@@ -594,6 +617,7 @@ pub fn with_locked<T>(dir: &Path, now: u64, change: impl FnOnce(&mut Cache) -> T
     let before = cache.clone();
     let out = change(&mut cache);
     if cache != before {
+        fsutil::remove_stale_temps(&path(dir), &guard);
         if let Err(e) = cache.save(dir, now) {
             debug!("cache", "not caching: {e:#}");
         }

@@ -13,6 +13,7 @@ use std::path::Path;
 use anyhow::{anyhow, Result};
 
 use crate::env::Env;
+use crate::fsutil::{self, Checks};
 use crate::registry::IbmHost;
 
 /// What a `get` for an IBM host answers when an API key is known.
@@ -101,15 +102,20 @@ pub struct Settings {
 
 /// The settings file's name in the config dir.
 pub const FILE_NAME: &str = "config.json";
+/// The most the settings file may hold; a larger one is refused, never read.
+pub const MAX_SETTINGS_BYTES: u64 = 1 << 20;
 
 impl Settings {
-    /// Reads `<dir>/config.json`; a missing file is all defaults.
+    /// Reads `<dir>/config.json`; a missing file is all defaults. Like the
+    /// helper's other files, it is read only as a regular file of at most
+    /// [`MAX_SETTINGS_BYTES`], never through a symlink, owned by the caller
+    /// or root, and neither it nor its directory writable by others
+    /// ([`Checks::Settings`]).
     pub fn load(dir: &Path) -> Result<Settings> {
         let path = dir.join(FILE_NAME);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
-            Err(e) => return Err(anyhow!("reading `{}`: {e}", path.display())),
+        let Some((bytes, _)) = fsutil::read_file(&path, Checks::Settings, MAX_SETTINGS_BYTES)?
+        else {
+            return Ok(Settings::default());
         };
         // Holds no secrets, so serde's message (which may quote a value) is fine.
         let settings: Settings = serde_json::from_slice(&bytes)

@@ -42,6 +42,10 @@ pub const HELPER_NAME: &str = "ibmcr";
 /// Suffix of the backup written beside each file before it changes.
 pub const BACKUP_SUFFIX: &str = ".ibmcr-backup";
 
+/// The most of docker's or the containers tools' file that is read: far
+/// more than any such file holds. A larger one stops the run, nothing changed.
+pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
+
 /// The usage line of the verb.
 pub const USAGE: &str =
     "usage: docker-credential-ibmcr configure [--dry-run] [--undo] [--creds-store]";

@@ -2,7 +2,6 @@
 //! checked, then `credsStore`/`credHelpers` set (configure) or taken out (undo).
 
 use std::fs;
-use std::io;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -10,7 +9,8 @@ use serde_json::{Map, Value};
 
 use super::options::Options;
 use super::targets::{resolve_links, Kind, Target};
-use super::{CREDS_STORE, CRED_HELPERS, HELPER_NAME};
+use super::{CREDS_STORE, CRED_HELPERS, HELPER_NAME, MAX_CONFIG_BYTES};
+use crate::fsutil::{self, Checks};
 use crate::registry::HOSTS;
 
 /// What a run changes in one file's `credsStore`.
@@ -51,15 +51,10 @@ impl Plan {
     pub(super) fn new(target: Target, options: &Options) -> Result<Plan> {
         let shown = target.path.display().to_string();
         let write_path = resolve_links(&target.path)?;
-        let before = match fs::read(&write_path) {
-            Ok(bytes) => {
-                let meta = fs::metadata(&write_path)
-                    .with_context(|| format!("{shown}: reading its metadata"))?;
-                Some((bytes, meta))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("{shown}: cannot read it")),
-        };
+        // Symlinks are followed (resolved above), but only a regular file of a
+        // bounded size is read: a link to /dev/zero must not eat the memory.
+        let before = fsutil::read_file(&write_path, Checks::Foreign, MAX_CONFIG_BYTES)
+            .with_context(|| format!("{shown}: cannot read it"))?;
         let before_doc = match &before {
             None => Value::Object(Map::new()),
             Some((bytes, _)) => {

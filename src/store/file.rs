@@ -6,12 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use super::{Record, SecretStore};
-use crate::fsutil;
+use super::{Record, SecretStore, MAX_STORE_BYTES};
+use crate::{debug, fsutil};
 
 /// Version of the store file format.
 const VERSION: u32 = 1;
-/// How long a writer waits for another.
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct Document {
@@ -38,7 +37,7 @@ impl FileStore {
 
     fn load(&self) -> Result<Document> {
         let path = self.path();
-        let Some(bytes) = fsutil::read_private(&path)? else {
+        let Some(bytes) = fsutil::read_private(&path, MAX_STORE_BYTES)? else {
             return Ok(Document {
                 v: VERSION,
                 credentials: BTreeMap::new(),
@@ -65,12 +64,37 @@ impl FileStore {
 
     fn modify<T>(&self, change: impl FnOnce(&mut Document) -> T) -> Result<T> {
         fsutil::ensure_private_dir(&self.dir)?;
-        let _lock = super::lock(&self.dir)?;
+        let lock = super::lock(&self.dir)?;
         let mut doc = self.load()?;
         let out = change(&mut doc);
+        // Copies of the document that killed writers left: they may hold
+        // what this change removes.
+        fsutil::remove_stale_temps(&self.path(), &lock);
         let bytes = serde_json::to_vec_pretty(&doc).context("encoding the credential store")?;
+        if bytes.len() as u64 > MAX_STORE_BYTES {
+            bail!(
+                "credential store `{}` would grow past {}, the most this helper reads: erase credentials you no longer use",
+                self.path().display(),
+                fsutil::format_size(MAX_STORE_BYTES)
+            );
+        }
         fsutil::write_atomic(&self.path(), &bytes)?;
         Ok(out)
+    }
+
+    /// [`fsutil::remove_stale_temps`] when there is nothing to write, best
+    /// effort: a `store` killed before its rename leaves the secret it was
+    /// storing in a temp file, and erasing it must not leave that copy.
+    /// Takes the lock only when there is such a file.
+    fn remove_stale_temps(&self) {
+        if fsutil::stale_temps(&self.path()).is_empty() {
+            return;
+        }
+        let locked = fsutil::ensure_private_dir(&self.dir).and_then(|()| super::lock(&self.dir));
+        match locked {
+            Ok(lock) => fsutil::remove_stale_temps(&self.path(), &lock),
+            Err(e) => debug!("store", "left temp files of dead writers: {e:#}"),
+        }
     }
 }
 
@@ -87,7 +111,8 @@ impl SecretStore for FileStore {
 
     fn remove(&self, key: &str) -> Result<bool> {
         if !self.load()?.credentials.contains_key(key) {
-            return Ok(false); // nothing to do: no write, no lock
+            self.remove_stale_temps();
+            return Ok(false); // nothing else to do: no write
         }
         self.modify(|doc| doc.credentials.remove(key).is_some())
     }
@@ -160,6 +185,19 @@ mod tests {
             "{err}"
         );
         assert!(s.get("a").is_err());
+        assert_eq!(std::fs::read(s.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn a_store_never_grows_past_what_it_reads() {
+        // issue 10.5: what the helper writes, it can read back.
+        let s = store("bound");
+        s.put("a", &rec("u", "p")).unwrap();
+        let before = std::fs::read(s.path()).unwrap();
+        let huge = "x".repeat(MAX_STORE_BYTES as usize);
+        let err = s.put("b", &rec("v", &huge)).unwrap_err().to_string();
+        assert!(err.contains("would grow past 4 MiB"), "{err}");
+        assert!(!err.contains("xxx"), "{err}");
         assert_eq!(std::fs::read(s.path()).unwrap(), before);
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Result};
 
-use super::{Record, SecretStore};
+use super::{Record, SecretStore, MAX_STORE_BYTES};
 use crate::fsutil;
 use crate::secret::Secret;
 
@@ -89,7 +89,7 @@ impl KeyringStore {
     /// then only the keyring itself can say what is stored.
     fn load_index(&self) -> Result<Option<Index>> {
         let path = self.index_path();
-        let Some(bytes) = fsutil::read_private(&path)? else {
+        let Some(bytes) = fsutil::read_private(&path, MAX_STORE_BYTES)? else {
             return Ok(None);
         };
         let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
@@ -114,11 +114,20 @@ impl KeyringStore {
         change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<()>,
     ) -> Result<()> {
         fsutil::ensure_private_dir(&self.dir)?;
-        let _lock = super::lock(&self.dir)?;
+        let lock = super::lock(&self.dir)?;
+        fsutil::remove_stale_temps(&self.index_path(), &lock);
         let mut index = self.load_index()?.unwrap_or_default();
         change(&mut index.entries)?;
         index.v = VERSION;
-        fsutil::write_atomic(&self.index_path(), &serde_json::to_vec_pretty(&index)?)
+        let bytes = serde_json::to_vec_pretty(&index)?;
+        if bytes.len() as u64 > MAX_STORE_BYTES {
+            bail!(
+                "keyring index `{}` would grow past {}, the most this helper reads: erase credentials you no longer use",
+                self.index_path().display(),
+                fsutil::format_size(MAX_STORE_BYTES)
+            );
+        }
+        fsutil::write_atomic(&self.index_path(), &bytes)
     }
 }
 

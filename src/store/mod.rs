@@ -14,6 +14,13 @@ use crate::{debug, fsutil};
 pub mod file;
 pub mod keyring;
 
+/// The most the file store or the keyring index may hold: thousands of
+/// credentials. A larger file is refused, never read; a write that would
+/// pass it fails.
+pub const MAX_STORE_BYTES: u64 = 4 << 20;
+/// The most the backend choice (`keyring` or `file`) may hold.
+pub const MAX_BACKEND_BYTES: u64 = 1 << 10;
+
 /// One stored credential.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Record {
@@ -71,7 +78,7 @@ fn backend_file(env: &Env) -> Result<PathBuf> {
 
 fn recorded(env: &Env) -> Result<Option<StoreChoice>> {
     let path = backend_file(env)?;
-    let Some(bytes) = fsutil::read_private(&path)? else {
+    let Some(bytes) = fsutil::read_private(&path, MAX_BACKEND_BYTES)? else {
         return Ok(None);
     };
     match std::str::from_utf8(&bytes).map(str::trim) {
@@ -116,7 +123,7 @@ pub fn open_for_write(env: &Env) -> Result<Box<dyn SecretStore>> {
                 let dir = &env.dirs()?.data;
                 fsutil::ensure_private_dir(dir)?;
                 // Two first stores at once must record one choice.
-                let _lock = lock(dir)?;
+                let lock = lock(dir)?;
                 if let Some(choice) = recorded(env)? {
                     return open(env, choice);
                 }
@@ -132,7 +139,9 @@ pub fn open_for_write(env: &Env) -> Result<Box<dyn SecretStore>> {
                 } else {
                     "file\n"
                 };
-                fsutil::write_atomic(&backend_file(env)?, word.as_bytes())
+                let file = backend_file(env)?;
+                fsutil::remove_stale_temps(&file, &lock);
+                fsutil::write_atomic(&file, word.as_bytes())
                     .context("recording the chosen credential store")?;
                 choice
             }

@@ -35,3 +35,6 @@ mod faults;
 
 /// Byte for byte against the real Go helper's captured answers (issue 9).
 mod go;
+
+/// The files the helper reads and writes: owners, links, types, sizes, temp files (issue 10.1, 10.4–10.6).
+mod files;
