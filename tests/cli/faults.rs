@@ -112,15 +112,55 @@ fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+}
+
+/// The file moved aside and a symlink to it put in its place.
+fn symlink_in_place(path: &Path) {
+    let real = path.with_extension("real");
+    fs::rename(path, &real).unwrap();
+    std::os::unix::fs::symlink(&real, path).unwrap();
+}
+
+/// A FIFO in place of the file (a reader that opens it blocking hangs).
+fn fifo(path: &Path) {
+    fs::remove_file(path).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo");
+    chmod(path, 0o600);
+}
+
+/// A sparse 15 TB file in place of the file.
+fn huge(path: &Path) {
+    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.set_len(15_000_000_000_000).unwrap();
+}
+
+/// The store's bytes, when it is a regular file of a sane size (a fault may
+/// put a FIFO or a sparse giant there: then its type and length stand in).
+fn store_bytes(s: &Sandbox) -> Option<Vec<u8>> {
+    let path = s.store_file();
+    let meta = fs::symlink_metadata(&path).ok()?;
+    if meta.file_type().is_file() && meta.len() < 1 << 20 {
+        fs::read(&path).ok()
+    } else {
+        Some(format!("{:?} {}", meta.file_type(), meta.len()).into_bytes())
+    }
+}
+
 /// Checks one cell; returns what went wrong, if anything.
 fn cell(fault: &str, setup: fn(&mut World), verb: Verb, expect: Expect) -> Option<String> {
     let mut world = World::new();
     setup(&mut world);
-    let store_before = fs::read(world.s.store_file()).ok();
+    let store_before = store_bytes(&world.s);
     let started = Instant::now();
     let out = world.run(verb);
     let took = started.elapsed();
-    let store_after = fs::read(world.s.store_file()).ok();
+    let store_after = store_bytes(&world.s);
     drop(world); // unmount before the next cell
     let mut wrong = Vec::new();
     let got = match out.code {
@@ -188,6 +228,14 @@ faults! {
     full_cache_dir: |w| w._hold.push(Mounted::full(&w.s.cache_dir())) => [Ok, Ok, Ok, Ok, Ok];
     loose_store_mode: |w| chmod(&w.s.store_file(), 0o644) => [Fails, Ok, Fails, Fails, Fails];
     loose_cache_mode: |w| chmod(&w.s.cache_file(), 0o644) => [Fails, Fails, Ok, Fails, Ok];
+    foreign_store_owner: |w| chown(&w.s.store_file(), 4321) => [Fails, Ok, Fails, Fails, Fails];
+    foreign_cache_owner: |w| chown(&w.s.cache_file(), 4321) => [Fails, Fails, Ok, Fails, Ok];
+    symlinked_store: |w| symlink_in_place(&w.s.store_file()) => [Fails, Ok, Fails, Fails, Fails];
+    symlinked_cache: |w| symlink_in_place(&w.s.cache_file()) => [Ok, Ok, Ok, Ok, Ok];
+    fifo_store: |w| fifo(&w.s.store_file()) => [Fails, Ok, Fails, Fails, Fails];
+    fifo_cache: |w| fifo(&w.s.cache_file()) => [Ok, Ok, Ok, Ok, Ok];
+    huge_store: |w| huge(&w.s.store_file()) => [Fails, Ok, Fails, Fails, Fails];
+    huge_cache: |w| huge(&w.s.cache_file()) => [Ok, Ok, Ok, Ok, Ok];
     clock_a_day_fast: |w| w.clock("+1d") => [Ok, Ok, Ok, Ok, Ok];
     clock_a_day_slow: |w| w.clock("-1d") => [Ok, Ok, Ok, Ok, Ok];
     iam_500: |w| w.iam_fault(FaultKind::Status(500)) => [Ok, Fails, Ok, Ok, Ok];
