@@ -53,6 +53,7 @@ pub fn run(
                     ibm::Answer {
                         username: record.username,
                         secret: record.secret,
+                        expires_at: None,
                     }
                 }
             };

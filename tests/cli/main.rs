@@ -29,3 +29,6 @@ mod keyring;
 
 /// What an adversarial review broke, each pinned (issue 10).
 mod hardening;
+
+/// The credential chain without a stored key: CR token, VPC identity, `ibmcloud` session (issue 11).
+mod fleet;
