@@ -16,6 +16,10 @@
 //!                      └▶ ibm/decide.rs: as stored | api key | mint from a source
 //!                      └▶ ibm/minting.rs: cache lock, re-check, mint (mint/), remember
 //! protocol.rs stdout ◀─ {"ServerURL","Username","Secret"} or one error line
+//!
+//! kubelet-plugin (or the binary as ibmcr-credential-provider): kubelet.rs reads a
+//! CredentialProviderRequest ─▶ IBM image? the same ibm::get, or the service
+//! account's trusted profile ─▶ protocol.rs stdout ◀─ CredentialProviderResponse
 //! ```
 //!
 //! Decisions are pure functions of what was read (`ibm/decide.rs`); I/O sits
@@ -41,6 +45,7 @@ mod env;
 mod fsutil;
 mod ibm;
 mod jwt;
+mod kubelet;
 mod log;
 mod mint;
 mod protocol;

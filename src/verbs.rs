@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::protocol::{self, Action, Error};
 use crate::registry::Registry;
 use crate::store::{self, Record};
-use crate::{configure, debug, ibm, Env};
+use crate::{configure, debug, ibm, kubelet, Env};
 
 /// Runs one action. `input` is stdin, `out` is stdout; `now` is the clock.
 pub fn run(
@@ -86,6 +86,11 @@ pub fn run(
         Action::Version => written(protocol::write_version(out)),
         Action::Help => written(protocol::write_line(out, &protocol::usage())),
         Action::Configure(args) => configure::run(&args, env, real_uid(), out).map_err(Error::from),
+        Action::KubeletPlugin => {
+            let request = kubelet::read_request(input)?;
+            let response = kubelet::answer(&request, env, now)?;
+            written(protocol::write_kubelet(out, &response))
+        }
     }
 }
 

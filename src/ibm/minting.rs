@@ -274,6 +274,16 @@ impl Minting {
             .map_err(|e| anyhow!("{}: {e:#}", source.name()))
     }
 
+    /// An IAM access token from `source` for a kubelet request: from the
+    /// cache, else minted, under the lock; nothing is remembered for a host.
+    pub fn bearer(&mut self, target: &Target, source: &Source) -> Result<Minted, Error> {
+        let dir = self.dir.clone();
+        let minted = cache::with_locked(&dir, self.now(), |cache| {
+            self.iam_token(cache, target, source)
+        })??;
+        Ok(minted)
+    }
+
     /// A registry token from the cache, else created through the registry
     /// token API; `None` when creation is refused (now or within the last
     /// [`cache::REFUSAL_TTL`] seconds): bearer answers then.

@@ -32,6 +32,7 @@ pub use chain::PROJECTED_TOKEN_PATHS;
 pub use decide::Answer;
 use decide::{Decision, Kind, BEARER};
 use minting::Minting;
+pub use source::{CrToken, CrTokenFrom, Source};
 use target::{Endpoints, Target};
 
 /// The store a `get` reads, opened only when the token cache cannot answer.
@@ -84,6 +85,21 @@ pub fn get(env: &Env, host: IbmHost, now: u64, open_store: OpenStore<'_>) -> Res
             minting.answer(mode, &target, &source)
         }
     }
+}
+
+/// An IAM access token for `host` from `source` (a kubelet request's
+/// service account token): from the token cache, else minted under its
+/// lock, with the same margins and failure memory as `get`; nothing is
+/// remembered for the host (the source is the pod's, not the host's).
+pub fn bearer(env: &Env, host: IbmHost, now: u64, source: &Source) -> Result<Answer, Error> {
+    let dirs = env.dirs()?;
+    let settings = Settings::load(&dirs.config)?;
+    let access = settings.token_access(env, host)?;
+    let endpoints = source.endpoints(&Endpoints::for_host(env, host)?)?;
+    let target = Target::new(&endpoints, source.identity(), access);
+    let mut minting = Minting::new(dirs.cache.clone(), host, now, (0, 0));
+    let minted = minting.bearer(&target, source)?;
+    Ok(Answer::new(BEARER, minted.token, Some(minted.expires_at)))
 }
 
 fn read(store: &Option<Box<dyn SecretStore + '_>>, key: &str) -> Result<Option<Record>> {

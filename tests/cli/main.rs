@@ -32,3 +32,6 @@ mod hardening;
 
 /// The credential chain without a stored key: CR token, VPC identity, `ibmcloud` session (issue 11).
 mod fleet;
+
+/// The kubelet image credential provider, run as the kubelet runs it (issue 11.2).
+mod kubelet;
