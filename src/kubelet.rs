@@ -308,6 +308,27 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_s_match_images_are_exactly_ibm_s_hosts() {
+        let readme = include_str!("../README.md");
+        let block = readme
+            .split_once("    matchImages:\n")
+            .and_then(|(_, rest)| rest.split_once("    defaultCacheDuration:"))
+            .map(|(block, _)| block)
+            .expect("a matchImages list in README.md");
+        let mut listed: Vec<&str> = block
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("- "))
+            .collect();
+        let mut hosts: Vec<&str> = crate::registry::HOSTS.iter().map(|h| h.0).collect();
+        listed.sort_unstable();
+        hosts.sort_unstable();
+        assert_eq!(
+            listed, hosts,
+            "every IBM host, and nothing else (no cp.icr.io, no glob)"
+        );
+    }
+
+    #[test]
     fn the_registry_is_what_precedes_the_first_slash() {
         assert_eq!(registry_of("us.icr.io/ns/app"), "us.icr.io");
         assert_eq!(registry_of("us.icr.io:443/ns/app:1"), "us.icr.io:443");
