@@ -236,9 +236,10 @@ add_hosts_block() {
 
 start_fake() {
   FAKE_KEY="e2e-$(openssl rand -hex 20)"
+  FAKE_ACCOUNT=$(openssl rand -hex 16)
   PLAIN_USER=alice
   PLAIN_PW="plain-$(openssl rand -hex 12)"
-  "$FAKE_BIN" --port 0 --port-file "$T/fake.port" --api-key "$FAKE_KEY=$(openssl rand -hex 16)" \
+  "$FAKE_BIN" --port 0 --port-file "$T/fake.port" --api-key "$FAKE_KEY=$FAKE_ACCOUNT" \
     --plain-user "$OTHER_HOST=$PLAIN_USER:$PLAIN_PW" >"$T/logs/fake.log" 2>&1 </dev/null &
   PIDS+=($!)
   wait_for 20 "the fake IBM API" "$T/logs/fake.log" test -s "$T/fake.port"
@@ -403,8 +404,11 @@ as_a_user() { # the environment every scenario runs in: a user's HOME, the helpe
   install -m 755 "$HELPER_BIN" "$T/bin/docker-credential-ibmcr"
   export HOME=$T/home XDG_RUNTIME_DIR=$T/run TMPDIR=$T/tmp PATH=$T/bin:$PATH
   export IBMCR_STORE=file IBMCLOUD_IAM_API_ENDPOINT=$FAKE_URL IBMCLOUD_CR_API_ENDPOINT=$FAKE_URL
+  # Any request to a metadata service would reach the fake and be counted (issue 11: none off-cloud).
+  export IBMCR_VPC_METADATA_URL=$FAKE_URL
   unset DOCKER_CONFIG DOCKER_AUTH_CONFIG DOCKER_CONTEXT REGISTRY_AUTH_FILE IBMCLOUD_API_KEY \
-    IC_API_KEY IBMCR_MODE IBMCR_LOG IBMCR_HOME XDG_CONFIG_HOME XDG_DATA_HOME XDG_CACHE_HOME
+    IC_API_KEY IBMCR_MODE IBMCR_LOG IBMCR_HOME XDG_CONFIG_HOME XDG_DATA_HOME XDG_CACHE_HOME \
+    IBMCR_IDENTITY IBMCLOUD_CR_TOKEN IBMCLOUD_CR_PROFILE IBMCLOUD_CONFIG_HOME IBMCLOUD_HOME
   STORE_FILE=$HOME/.local/share/ibmcr/store.json
   CACHE_FILE=$HOME/.cache/ibmcr/tokens.json
   DOCKER_CFG=$HOME/.docker/config.json
@@ -540,6 +544,7 @@ reset_world() { # between scenarios: fake back to defaults, nothing stored, cold
   for h in $(helper list 2>/dev/null | jq -r 'keys[]' 2>/dev/null); do
     printf '%s' "$h" | helper erase >/dev/null 2>&1
   done
+  rm -rf "$HOME/.bluemix" "$HOME/.ibmcloud" # an ibmcloud login session (scenario k)
   cold_cache
   fresh_counts
 }
@@ -634,6 +639,9 @@ main() {
   run_scenario g "g: logout: the client is refused, list forgets the host, podman logout is clean" scenario_g
   run_scenario h "h: ten parallel pulls, docker and podman, cold cache: one mint" scenario_h
   run_scenario i "i: IAM down: cached token keeps working; expired: one clear line, then recovery" scenario_i
+  run_scenario j "j: no API key: a CR token file + trusted profile, docker credsStore only: one mint" scenario_j
+  run_scenario k "k: no API key: an ibmcloud login session, refreshed once, its file never written" scenario_k
+  run_scenario l "l: kubelet plugin: strict v1 reply, skopeo pushes and pulls with it; SA-token path" scenario_l
 
   if ((${#SELECTED[@]} == 0)); then write_tested_with; fi
   say "suite ran in $(($(date +%s) - start))s"

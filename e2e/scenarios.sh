@@ -467,3 +467,212 @@ scenario_i() {
   expect_only_bearer "after IAM is back"
   expect_ok "docker logout" dk logout us.icr.io
 }
+
+# --- issue 11: no API key anywhere -------------------------------------------------------------------
+# The fake's trusted profiles: ci-pull trusts the CI runner's service account, shop-pull the shop's.
+CI_SA=system:serviceaccount:ci:runner
+SHOP_SA=system:serviceaccount:shop:checkout
+fleet_profiles() {
+  fake_config "$(jq -cn --arg a "$FAKE_ACCOUNT" --arg ci "$CI_SA" --arg shop "$SHOP_SA" \
+    '{profiles: {"ci-pull": {account: $a, subjects: [$ci]}, "shop-pull": {account: $a, subjects: [$shop]}}}')"
+}
+cr_token_for() { # SUB: a compute-resource token the fake signed, as a cluster projects one
+  curl -fsS --max-time 10 -X POST -H 'Content-Type: application/json' \
+    -d "$(jq -cn --arg s "$1" '{sub: $s, lifetime: 3600}')" "$FAKE_URL/_fake/cr-token" | jq -r .token
+}
+no_key_anywhere() { # LABEL: the helper holds no API key, and none is in its environment
+  expect_eq "$1: IBMCLOUD_API_KEY/IC_API_KEY set" "${IBMCLOUD_API_KEY:-}${IC_API_KEY:-}" ""
+  expect_eq "$1: helper list" "$(helper list | jq -c .)" "{}"
+  if [ -e "$STORE_FILE" ]; then expect_not_in "$1: store file" "$(cat "$STORE_FILE")" "$FAKE_KEY" "the API key"; fi
+}
+grant_mints() { fstat ".iam_mints_by_grant[\"$1\"]"; } # GRANT (apikey, cr-token, refresh_token)
+
+# --- j: a CR token file and a trusted profile, through docker's credsStore -------------------------------
+scenario_j() {
+  local r=us.icr.io/e2e/j-cr-token:1 cfg token
+  fleet_profiles
+  token=$T/run/cr-token
+  cr_token_for "$CI_SA" >"$token"
+  chmod 600 "$token"
+  export IBMCLOUD_CR_TOKEN=@$token IBMCLOUD_CR_PROFILE=ci-pull
+  # docker's config names the helper only as its credsStore: no credHelpers, no login.
+  export DOCKER_CONFIG=$HOME/.docker-creds-store-only
+  mkdir -p "$DOCKER_CONFIG"
+  printf '{"credsStore":"ibmcr"}\n' >"$DOCKER_CONFIG/config.json"
+  cfg=$DOCKER_CONFIG/config.json
+  no_key_anywhere "before"
+  fresh_counts
+  dk_tag "$r"
+  expect_ok "docker push (CR token)" dk push "$r"
+  dk_rmi "$r"
+  expect_ok "docker pull (CR token)" dk pull "$r"
+  # The token rotates, as the kubelet re-projects it: the cache keeps answering.
+  cr_token_for "$CI_SA" >"$token"
+  dk_rmi "$r"
+  expect_ok "docker pull after the token file rotated" dk pull "$r"
+  pm_rmi "$r"
+  expect_ok "podman pull (CR token, credHelpers)" pm pull "$r"
+  stats_line
+  expect_eq "cr-token mints for push, pulls and a rotation" "$(grant_mints cr-token)" 1
+  expect_eq "IAM mints of any kind" "$(fstat .iam_mints)" 1
+  expect_eq "metadata requests (not on VPC)" "$(fstat .metadata_requests)" 0
+  expect_only_bearer "CR token"
+  no_key_anywhere "after"
+  no_secret_in "config.json (credsStore only)" "$cfg"
+  expect_not_in "token cache" "$(cat "$CACHE_FILE")" "$(cat "$token")" "the CR token"
+}
+
+# --- k: an ibmcloud login session, read and never written -----------------------------------------
+scenario_k() {
+  local r=de.icr.io/e2e/k-session:1 login file sum expired
+  # What `ibmcloud login --apikey` leaves behind, with an IAMToken that has since expired.
+  login=$(curl -fsS --max-time 10 -X POST -d "$(jq -cn --arg k "$FAKE_KEY" '{api_key: $k}')" "$FAKE_URL/_fake/login")
+  expired=$(make_jwt $(($(date +%s) - 60)))
+  file=$HOME/.bluemix/config.json
+  mkdir -p "$(dirname "$file")"
+  jq -n --arg t "Bearer $expired" --arg r "$(jq -r .refresh_token <<<"$login")" --arg e "$FAKE_URL" \
+    '{IAMEndpoint: $e, IAMToken: $t, IAMRefreshToken: $r, Region: "eu-de"}' >"$file"
+  chmod 644 "$file" # the CLI's file, with the CLI's mode: read as it is
+  sum=$(sha256sum "$file")
+  no_key_anywhere "before"
+  fresh_counts
+  dk_tag "$r"
+  expect_ok "docker push (ibmcloud session)" dk push "$r"
+  dk_rmi "$r"
+  expect_ok "docker pull (ibmcloud session)" dk pull "$r"
+  pm_rmi "$r"
+  expect_ok "podman pull (ibmcloud session)" pm pull "$r"
+  stats_line
+  expect_eq "refresh mints for push and pulls" "$(grant_mints refresh_token)" 1
+  expect_eq "IAM mints of any kind" "$(fstat .iam_mints)" 1
+  expect_eq "metadata requests (not on VPC)" "$(fstat .metadata_requests)" 0
+  expect_only_bearer "ibmcloud session"
+  expect_eq "the CLI's config.json (never written)" "$(sha256sum "$file")" "$sum"
+  expect_eq "the CLI's config.json mode" "$(stat -c %a "$file")" 644
+  no_key_anywhere "after"
+  # The session is over: one line saying what to do.
+  fake_post /_fake/sessions/expire
+  cold_cache
+  helper_get de.icr.io
+  expect_eq "helper get with the session over: exit" "$RC" 1
+  one_line "helper get with the session over" "$HOUT"
+  expect_in "helper get with the session over" "$HOUT" "BXNIM0408E"
+  expect_in "helper get with the session over" "$HOUT" "run \`ibmcloud login\` again"
+  rm -rf "$HOME/.bluemix"
+}
+
+# --- l: the kubelet plugin's answer, used by a real client ------------------------------------------
+# A strict decode of a CredentialProviderResponse v1, as the kubelet's decoder does it: no unknown or
+# duplicate field, the configured apiVersion, the kind, a kept cacheKeyType. Prints the auth patterns
+# and usernames; writes the password of PATTERN to FILE (never to the log).
+PY_STRICT_REPLY='import sys, json
+def pairs(kv):
+    keys = [k for k, _ in kv]
+    if len(keys) != len(set(keys)):
+        sys.exit("duplicate field")
+    return dict(kv)
+r = json.loads(sys.stdin.read(), object_pairs_hook=pairs)
+if not set(r) <= {"kind", "apiVersion", "cacheKeyType", "cacheDuration", "auth"}:
+    sys.exit("unknown field: %s" % sorted(set(r) - {"kind", "apiVersion", "cacheKeyType", "cacheDuration", "auth"}))
+if r.get("apiVersion") != "credentialprovider.kubelet.k8s.io/v1" or r.get("kind") != "CredentialProviderResponse":
+    sys.exit("wrong apiVersion or kind")
+if r.get("cacheKeyType") not in ("Image", "Registry", "Global"):
+    sys.exit("cacheKeyType the kubelet discards")
+for pattern, a in (r.get("auth") or {}).items():
+    if not set(a) <= {"username", "password"}:
+        sys.exit("unknown auth field")
+    if len(sys.argv) > 2 and pattern == sys.argv[1]:
+        open(sys.argv[2], "w").write(a["password"])
+print(json.dumps({"cacheKeyType": r["cacheKeyType"], "cacheDuration": r.get("cacheDuration"),
+                  "auth": {p: a["username"] for p, a in (r.get("auth") or {}).items()}}, sort_keys=True))'
+kubelet_request() { # IMAGE [SA-TOKEN [PROFILE]]: the JSON the kubelet writes on the plugin's stdin
+  if [ -z "${2:-}" ]; then
+    jq -cn --arg i "$1" '{kind: "CredentialProviderRequest", apiVersion: "credentialprovider.kubelet.k8s.io/v1", image: $i}'
+  else
+    jq -cn --arg i "$1" --arg t "$2" --arg p "${3:-}" '{kind: "CredentialProviderRequest",
+      apiVersion: "credentialprovider.kubelet.k8s.io/v1", image: $i, serviceAccountToken: $t}
+      + (if $p == "" then {} else {serviceAccountAnnotations: {"ibmcr/trusted-profile": $p}} end)'
+  fi
+}
+# plugin_answer PROGRAM PATTERN REQUEST: run the plugin as the kubelet does (1-minute kill), decode
+# strictly; PW = the password for PATTERN, REPLY = the decoded summary.
+plugin_answer() {
+  local prog=$1 pattern=$2 req=$3 out err rc
+  out=$(printf '%s\n' "$req" | timeout -k 5 60 "$prog" "${@:4}" 2>"$T/tmp/plugin.err")
+  rc=$?
+  err=$(cat "$T/tmp/plugin.err")
+  log "\$ printf <request for $(jq -r .image <<<"$req")> | $(basename "$prog") ${*:4}  => exit $rc"
+  [ "$rc" = 0 ] || fail "plugin for $(jq -r .image <<<"$req") exited $rc: $err"
+  [ -z "$err" ] || fail "plugin wrote to stderr: $err"
+  rm -f "$T/tmp/plugin.pw"
+  REPLY=$(printf '%s' "$out" | "$PY" -c "$PY_STRICT_REPLY" "$pattern" "$T/tmp/plugin.pw") ||
+    fail "the kubelet's strict decoder would reject the reply: $REPLY"
+  log "    reply: $REPLY"
+  PW=$(cat "$T/tmp/plugin.pw" 2>/dev/null)
+}
+# authfile_for PATTERN: an auth file holding the plugin's answer for PATTERN (AF), as a kubelet hands
+# credentials to the runtime; never the token in argv or a log.
+authfile_for() {
+  AF=$T/tmp/kubelet-auth.json
+  rm -f "$AF"
+  (umask 077 && jq -n --arg h "$1" --arg a "$(printf 'iambearer:%s' "$PW" | base64 -w0)" \
+    '{auths: {($h): {auth: $a}}}' >"$AF")
+}
+scenario_l() {
+  local r=us.icr.io/e2e/l-kubelet:1 rp=private.us.icr.io/e2e/l-kubelet:1 node link bearer
+  fleet_profiles
+  # The node: a CR token file for its own service account, traded for ci-pull (as a node would hold
+  # one); the kubelet config's env would set these.
+  node=$T/run/node-token
+  cr_token_for "$CI_SA" >"$node"
+  export IBMCLOUD_CR_TOKEN=@$node IBMCLOUD_CR_PROFILE=ci-pull
+  # The kubelet runs the file named like the provider in its bin dir: a link to the helper.
+  mkdir -p "$T/kubelet-plugins"
+  link=$T/kubelet-plugins/ibmcr-credential-provider
+  ln -sf "$(command -v docker-credential-ibmcr)" "$link"
+  fresh_counts
+  plugin_answer "$link" us.icr.io "$(kubelet_request "${r%:*}")"
+  expect_eq "reply for us.icr.io" "$(jq -c '{cacheKeyType, auth}' <<<"$REPLY")" '{"cacheKeyType":"Registry","auth":{"us.icr.io":"iambearer"}}'
+  expect_ne_empty "a password for us.icr.io" "$PW"
+  bearer=$PW
+  # A real client uses the answer: push, then pull, judged by the fake IBM API behind the registry.
+  authfile_for us.icr.io
+  expect_ok "skopeo copy (push) with the plugin's answer" \
+    sk copy --authfile "$AF" "docker-archive:$IMG_TAR" "docker://$r"
+  expect_ok "skopeo copy (pull) with the plugin's answer" \
+    sk copy --authfile "$AF" "docker://$r" "dir:$T/tmp/l-pulled"
+  rm -rf "$T/tmp/l-pulled"
+  # private.us.icr.io needs its own pattern; cp.icr.io and other registries get no credentials.
+  plugin_answer docker-credential-ibmcr private.us.icr.io "$(kubelet_request "${rp%:*}")" kubelet-plugin
+  expect_eq "reply for private.us.icr.io" "$(jq -c .auth <<<"$REPLY")" '{"private.us.icr.io":"iambearer"}'
+  authfile_for private.us.icr.io
+  expect_ok "skopeo copy (push) to private.us.icr.io with the plugin's answer" \
+    sk copy --authfile "$AF" "docker-archive:$IMG_TAR" "docker://$rp"
+  for img in cp.icr.io/cp/db2 docker.io/library/nginx; do
+    plugin_answer "$link" none "$(kubelet_request "$img")"
+    expect_eq "reply for $img" "$(jq -c '{auth, cacheDuration}' <<<"$REPLY")" '{"auth":{},"cacheDuration":"0s"}'
+  done
+  expect_eq "cr-token mints for the node (every registry)" "$(grant_mints cr-token)" 1
+  # KEP-4412: the pod's service account token and its ibmcr/trusted-profile annotation.
+  plugin_answer "$link" us.icr.io "$(kubelet_request "${r%:*}" "$(cr_token_for "$SHOP_SA")" shop-pull)"
+  expect_ne_empty "a password for the shop's service account" "$PW"
+  [ "$PW" != "$bearer" ] || fail "the service account got the node's token"
+  authfile_for us.icr.io
+  expect_ok "skopeo inspect with the service account's answer" sk inspect --authfile "$AF" "docker://$r"
+  plugin_answer "$link" us.icr.io "$(kubelet_request "${r%:*}" "$(cr_token_for "$SHOP_SA")" shop-pull)"
+  expect_eq "cr-token mints (node + one service account, its second pod from the cache)" "$(grant_mints cr-token)" 2
+  # A wrong request: exit 1, one line on stderr, nothing on stdout.
+  # shellcheck disable=SC2016 # expanded by the inner sh
+  capture sh -c 'printf "%s" "$1" | "$2" 2>"$3"' sh \
+    "$(kubelet_request us.icr.io/x | sed 's#/v1"#/v1beta1"#')" "$link" "$T/tmp/plugin.err"
+  expect_eq "plugin with a wrong apiVersion: exit" "$RC" 1
+  expect_eq "plugin with a wrong apiVersion: stdout" "$OUT" ""
+  one_line "plugin with a wrong apiVersion: stderr" "$(cat "$T/tmp/plugin.err")"
+  stats_line
+  expect_eq "metadata requests (not on VPC)" "$(fstat .metadata_requests)" 0
+  expect_eq "requests offering the API key" "$(offered_count iamapikey)" 0
+  expect_eq "iambearer requests refused" "$(offered_count iambearer 401)" 0
+  no_key_anywhere "kubelet plugin"
+  expect_not_in "scenario log" "$(cat "$T/logs/l.log")" "$bearer" "a token"
+}
+expect_ne_empty() { [ -n "$2" ] || fail "$1: empty"; } # LABEL VALUE

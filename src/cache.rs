@@ -42,45 +42,99 @@ impl Fingerprint {
         Fingerprint(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
     }
 
+    /// The fingerprint of several values together: each is length-prefixed,
+    /// so no two different lists share one.
+    pub fn of_parts(parts: &[&str]) -> Fingerprint {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        Fingerprint(
+            hasher
+                .finalize()
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
+    }
+
     /// The hex digits.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    fn parse(hex: &str) -> Option<Fingerprint> {
+        let ok = !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        ok.then(|| Fingerprint(hex.to_string()))
+    }
 }
 
-/// What minted a token. Only an API key today; each further source of an
-/// IAM token (a CR token with a trusted profile, a VPC instance identity,
-/// an `ibmcloud login` session) is a variant of its own, spelled
-/// `<kind>:<fingerprint>` in a key, so no two kinds can share a token.
+/// What minted a token (../shared/fleet.md §5). Each source of an IAM token
+/// is a variant of its own, spelled `<kind>:<fingerprint>` in a key (the API
+/// key keeps the bare fingerprint of v1), so no two kinds can share a token.
+/// A fingerprint names what stays the same while the secret rotates, never
+/// the secret alone (see `ibm/source.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Identity {
-    /// An IAM API key; spelled as its bare fingerprint (the format of v1).
+    /// An IAM API key: its fingerprint, spelled bare (the format of v1).
     ApiKey(Fingerprint),
+    /// A compute-resource token traded for a trusted profile: `cr:<fp>` of
+    /// the profile and the token's stable subject (its file, or its issuer
+    /// and `sub`), so a rotated token hits the same entry.
+    CrToken(Fingerprint),
+    /// The VPC instance identity: `vpc:<fp>` of the metadata service and the
+    /// trusted profile.
+    Vpc(Fingerprint),
+    /// An `ibmcloud login` session: `ibmcloud:<fp>` of its refresh token.
+    Session(Fingerprint),
 }
 
+/// Makes an identity of one kind from its fingerprint.
+type MakeIdentity = fn(Fingerprint) -> Identity;
+
+/// The spelling of each kind but the API key's.
+const KINDS: [(&str, MakeIdentity); 3] = [
+    ("cr", Identity::CrToken),
+    ("vpc", Identity::Vpc),
+    ("ibmcloud", Identity::Session),
+];
+
 impl Identity {
-    /// The fingerprint that names the identity's secret.
+    /// The fingerprint that names the identity.
     pub fn fingerprint(&self) -> &Fingerprint {
         match self {
-            Identity::ApiKey(f) => f,
+            Identity::ApiKey(f)
+            | Identity::CrToken(f)
+            | Identity::Vpc(f)
+            | Identity::Session(f) => f,
         }
     }
 }
 
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Identity::ApiKey(fingerprint) => f.write_str(fingerprint.as_str()),
-        }
+        let kind = match self {
+            Identity::ApiKey(fingerprint) => return f.write_str(fingerprint.as_str()),
+            Identity::CrToken(_) => "cr",
+            Identity::Vpc(_) => "vpc",
+            Identity::Session(_) => "ibmcloud",
+        };
+        write!(f, "{kind}:{}", self.fingerprint().as_str())
     }
 }
 
 impl FromStr for Identity {
     type Err = ();
     fn from_str(s: &str) -> Result<Identity, ()> {
-        let hex = !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
-        hex.then(|| Identity::ApiKey(Fingerprint(s.to_string())))
-            .ok_or(())
+        match s.split_once(':') {
+            None => Fingerprint::parse(s).map(Identity::ApiKey).ok_or(()),
+            Some((kind, hex)) => {
+                let (_, make) = KINDS.iter().find(|(k, _)| *k == kind).ok_or(())?;
+                Fingerprint::parse(hex).map(make).ok_or(())
+            }
+        }
     }
 }
 
@@ -230,16 +284,44 @@ macro_rules! serde_as_string {
 }
 serde_as_string!(IamKey, RegistryKey, RefusalKey, MintKey);
 
-/// Where a host's API key came from.
+/// Where a host's token came from: a stored or environment API key, or one
+/// of the sources of the credential chain (../shared/fleet.md §5).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeySource {
-    /// Stored for that exact host.
+    /// An API key stored for that exact host.
     Host,
-    /// Stored for `icr.io`.
+    /// An API key stored for `icr.io`.
     Global,
     /// From `IBMCLOUD_API_KEY` or `IC_API_KEY` (the variable's name).
     Env(String),
+    /// `IBMCLOUD_CR_TOKEN` with `IBMCLOUD_CR_PROFILE`.
+    #[serde(rename = "cr-token")]
+    CrToken,
+    /// A projected token at one of IBM's SDK default paths.
+    Projected,
+    /// The service account token of a kubelet request (never remembered for a host).
+    #[serde(rename = "service-account")]
+    ServiceAccount,
+    /// The VPC instance identity.
+    Vpc,
+    /// The `ibmcloud login` session.
+    Ibmcloud,
+}
+
+impl KeySource {
+    /// True for a stored API key: the only sources `store` and `erase` change.
+    pub fn is_stored(&self) -> bool {
+        matches!(self, KeySource::Host | KeySource::Global)
+    }
+
+    /// True for an API key, stored or from the environment.
+    pub fn is_api_key(&self) -> bool {
+        matches!(
+            self,
+            KeySource::Host | KeySource::Global | KeySource::Env(_)
+        )
+    }
 }
 
 /// Which minted token a host is answered with.
@@ -709,6 +791,56 @@ mod tests {
         ] {
             assert!(bad.parse::<MintKey>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn every_identity_kind_has_its_own_spelling() {
+        let fp = Fingerprint::of_parts(&["x"]);
+        let hex = fp.as_str().to_string();
+        for (identity, text) in [
+            (Identity::ApiKey(fp.clone()), hex.clone()),
+            (Identity::CrToken(fp.clone()), format!("cr:{hex}")),
+            (Identity::Vpc(fp.clone()), format!("vpc:{hex}")),
+            (Identity::Session(fp.clone()), format!("ibmcloud:{hex}")),
+        ] {
+            assert_eq!(identity.to_string(), text);
+            assert_eq!(text.parse::<Identity>(), Ok(identity.clone()));
+            let key = IamKey {
+                endpoint: "http://api.metadata.cloud.ibm.com".into(),
+                identity,
+            };
+            let spelled = key.to_string();
+            assert_eq!(
+                spelled.parse::<MintKey>(),
+                Ok(MintKey::Iam(key)),
+                "{spelled}"
+            );
+        }
+        for bad in ["cr:", "cr:xyz", "vpc", "other:ab", ":ab", "ibmcloud:ab:cd"] {
+            assert!(bad.parse::<Identity>().is_err(), "{bad}");
+        }
+        // Parts are length-prefixed: a different split is a different fingerprint.
+        assert_ne!(
+            Fingerprint::of_parts(&["ab", "c"]),
+            Fingerprint::of_parts(&["a", "bc"])
+        );
+        assert_eq!(
+            Fingerprint::of_parts(&["ab", "c"]),
+            Fingerprint::of_parts(&["ab", "c"])
+        );
+        // Sources serialize with fixed names.
+        let json = serde_json::to_string(&[
+            KeySource::CrToken,
+            KeySource::Projected,
+            KeySource::ServiceAccount,
+            KeySource::Vpc,
+            KeySource::Ibmcloud,
+        ])
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"["cr-token","projected","service-account","vpc","ibmcloud"]"#
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use crate::secret::Secret;
-use crate::settings::{Mode, TokenAccess};
+use crate::settings::{IdentityChoice, Mode, TokenAccess};
 
 /// Backend for stored credentials: `auto`, `keyring` or `file`.
 pub const IBMCR_STORE: &str = "IBMCR_STORE";
@@ -33,6 +33,24 @@ pub const IBMCLOUD_CR_API_ENDPOINT: &str = "IBMCLOUD_CR_API_ENDPOINT";
 pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// containers tools' auth file override.
 pub const REGISTRY_AUTH_FILE: &str = "REGISTRY_AUTH_FILE";
+/// Which identity sources may mint for IBM hosts: `auto` (default: API
+/// keys, CR token, projected token, `ibmcloud login` session) or one alone:
+/// `apikey`, `cr-token`, `vpc`, `ibmcloud`. `vpc` is the only way to use the
+/// VPC instance identity.
+pub const IBMCR_IDENTITY: &str = "IBMCR_IDENTITY";
+/// Base URL of the VPC instance metadata service (default
+/// `http://api.metadata.cloud.ibm.com`).
+pub const IBMCR_VPC_METADATA_URL: &str = "IBMCR_VPC_METADATA_URL";
+/// A compute-resource (CR) token, or `@/path/to/file` holding one (the IBM
+/// Cloud CLI's variable and convention).
+pub const IBMCLOUD_CR_TOKEN: &str = "IBMCLOUD_CR_TOKEN";
+/// The trusted profile a CR token or the VPC instance identity is traded
+/// for: `Profile-…` (an id), `crn:…` (a CRN) or a name.
+pub const IBMCLOUD_CR_PROFILE: &str = "IBMCLOUD_CR_PROFILE";
+/// The IBM Cloud CLI's config directory (holds `config.json`).
+pub const IBMCLOUD_CONFIG_HOME: &str = "IBMCLOUD_CONFIG_HOME";
+/// The home the IBM Cloud CLI puts `.ibmcloud` or `.bluemix` in (default: HOME).
+pub const IBMCLOUD_HOME: &str = "IBMCLOUD_HOME";
 
 /// Where stored credentials live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +70,15 @@ pub struct EnvApiKey {
     pub var: &'static str,
     /// The key.
     pub key: Secret<String>,
+}
+
+/// `IBMCLOUD_CR_TOKEN`: the token itself, or the file that holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CrTokenVar {
+    /// The token itself.
+    Value(Secret<String>),
+    /// `@<path>`: the file to read at each mint (the token rotates).
+    File(PathBuf),
 }
 
 /// The helper's own directories.
@@ -79,6 +106,8 @@ pub struct Env {
     mode: Setting<Mode>,
     /// `IBMCR_TOKEN_ACCESS`, likewise.
     token_access: Setting<TokenAccess>,
+    /// `IBMCR_IDENTITY`, likewise.
+    identity: Setting<IdentityChoice>,
     /// `IBMCR_LOG=debug`.
     pub debug: bool,
     /// `IBMCLOUD_API_KEY`, else `IC_API_KEY`.
@@ -87,6 +116,19 @@ pub struct Env {
     pub iam_endpoint: Option<String>,
     /// `IBMCLOUD_CR_API_ENDPOINT`.
     pub cr_endpoint: Option<String>,
+    /// `IBMCR_VPC_METADATA_URL`.
+    pub vpc_metadata_url: Option<String>,
+    /// `IBMCLOUD_CR_TOKEN`; an unusable value is an error only where it is needed.
+    cr_token: Setting<CrTokenVar>,
+    /// `IBMCLOUD_CR_PROFILE`, trimmed.
+    pub cr_profile: Option<String>,
+    /// `IBMCLOUD_CONFIG_HOME`.
+    pub ibmcloud_config_home: Option<PathBuf>,
+    /// `IBMCLOUD_HOME`.
+    pub ibmcloud_home: Option<PathBuf>,
+    /// Where a projected CR token may be, in order: IBM's SDK default paths
+    /// (no variable moves them; tests set their own).
+    pub projected_token_paths: Vec<PathBuf>,
     /// The helper's directories; `None` when there is no home directory.
     pub dirs: Option<Dirs>,
     /// `HOME` (for `configure`).
@@ -152,6 +194,15 @@ impl Env {
                 )
             })
         });
+        let identity = text(IBMCR_IDENTITY)?.map_or(Ok(None), |v| {
+            IdentityChoice::parse(&v).map(Some).ok_or_else(|| {
+                format!(
+                    "{IBMCR_IDENTITY} must be auto, apikey, cr-token, vpc or ibmcloud, not `{}`",
+                    crate::log::quoted(&v)
+                )
+            })
+        });
+        let cr_token = cr_token_var(lookup(IBMCLOUD_CR_TOKEN));
         // Diagnostics never fail a request: anything but a clear "on" is off.
         let debug = matches!(
             text(IBMCR_LOG).ok().flatten().as_deref(),
@@ -194,10 +245,22 @@ impl Env {
             store,
             mode,
             token_access,
+            identity,
             debug,
             api_key,
             iam_endpoint: text(IBMCLOUD_IAM_API_ENDPOINT)?,
             cr_endpoint: text(IBMCLOUD_CR_API_ENDPOINT)?,
+            vpc_metadata_url: text(IBMCR_VPC_METADATA_URL)?,
+            cr_token,
+            cr_profile: text(IBMCLOUD_CR_PROFILE)?
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty()),
+            ibmcloud_config_home: path(IBMCLOUD_CONFIG_HOME),
+            ibmcloud_home: path(IBMCLOUD_HOME),
+            projected_token_paths: crate::ibm::PROJECTED_TOKEN_PATHS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
             dirs,
             home: path("HOME"),
             docker_config: path(DOCKER_CONFIG),
@@ -217,11 +280,44 @@ impl Env {
         self.token_access.clone().map_err(|e| anyhow::anyhow!(e))
     }
 
+    /// `IBMCR_IDENTITY`: `None` when unset, an error when invalid.
+    pub fn identity(&self) -> Result<Option<IdentityChoice>> {
+        self.identity.clone().map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// `IBMCLOUD_CR_TOKEN`: `None` when unset, an error when unusable.
+    pub fn cr_token(&self) -> Result<Option<&CrTokenVar>> {
+        match &self.cr_token {
+            Ok(token) => Ok(token.as_ref()),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        }
+    }
+
     /// The helper's directories, or an error saying why there are none.
     pub fn dirs(&self) -> Result<&Dirs> {
         self.dirs
             .as_ref()
             .with_context(|| format!("no home directory: set HOME or {IBMCR_HOME}"))
+    }
+}
+
+/// `IBMCLOUD_CR_TOKEN` read: a token (a secret: never echoed, not even
+/// when it is not UTF-8), or `@<path>`.
+fn cr_token_var(value: Option<OsString>) -> Setting<CrTokenVar> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let value = value
+        .into_string()
+        .map_err(|_| format!("{IBMCLOUD_CR_TOKEN} is not valid UTF-8"))?;
+    let value = value.trim();
+    match value.strip_prefix('@') {
+        Some(path) if path.trim().is_empty() => {
+            Err(format!("{IBMCLOUD_CR_TOKEN} is `@` without a file name"))
+        }
+        Some(path) => Ok(Some(CrTokenVar::File(PathBuf::from(path.trim())))),
+        None if value.is_empty() => Ok(None),
+        None => Ok(Some(CrTokenVar::Value(Secret::new(value.to_string())))),
     }
 }
 
@@ -280,6 +376,50 @@ mod tests {
         assert!(!e.debug, "an unknown IBMCR_LOG is off, never an error");
         assert!(env(&[(IBMCR_STORE, "cloud")]).is_err());
         assert!(env(&[(IBMCR_LOG, "1")]).unwrap().debug);
+    }
+
+    #[test]
+    fn fleet_variables() {
+        let e = env(&[]).unwrap();
+        assert_eq!(e.identity().unwrap(), None);
+        assert_eq!(e.cr_token().unwrap(), None);
+        assert_eq!(e.cr_profile, None);
+        let e = env(&[
+            (IBMCR_IDENTITY, "cr-token"),
+            (IBMCLOUD_CR_TOKEN, " @/var/run/x \n"),
+            (IBMCLOUD_CR_PROFILE, " Profile-1 "),
+            (IBMCR_VPC_METADATA_URL, "http://169.254.169.254"),
+            (IBMCLOUD_CONFIG_HOME, "/c"),
+            (IBMCLOUD_HOME, "/h"),
+        ])
+        .unwrap();
+        assert_eq!(e.identity().unwrap(), Some(IdentityChoice::CrToken));
+        assert_eq!(
+            e.cr_token().unwrap(),
+            Some(&CrTokenVar::File("/var/run/x".into()))
+        );
+        assert_eq!(e.cr_profile.as_deref(), Some("Profile-1"));
+        assert_eq!(
+            e.vpc_metadata_url.as_deref(),
+            Some("http://169.254.169.254")
+        );
+        assert_eq!(e.ibmcloud_config_home, Some("/c".into()));
+        assert_eq!(e.ibmcloud_home, Some("/h".into()));
+        let value = env(&[(IBMCLOUD_CR_TOKEN, "eyJ.canary.x")]).unwrap();
+        assert_eq!(
+            value.cr_token().unwrap(),
+            Some(&CrTokenVar::Value(Secret::new("eyJ.canary.x".into())))
+        );
+        // Bad values break only what needs them, and never echo a token.
+        let bad = env(&[(IBMCR_IDENTITY, "metadata"), (IBMCLOUD_CR_TOKEN, "@ ")]).unwrap();
+        assert_eq!(
+            bad.identity().unwrap_err().to_string(),
+            "IBMCR_IDENTITY must be auto, apikey, cr-token, vpc or ibmcloud, not `metadata`"
+        );
+        assert_eq!(
+            bad.cr_token().unwrap_err().to_string(),
+            "IBMCLOUD_CR_TOKEN is `@` without a file name"
+        );
     }
 
     #[test]

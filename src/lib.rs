@@ -11,9 +11,15 @@
 //!   other    ─▶ plain store: exact ServerURL key (store/)
 //!   IBM      ─▶ ibm/: settings.rs ─▶ token cache (cache.rs) ── fresh? ─▶ answer
 //!                                        (no keyring, no network, no HTTP client)
-//!                 └▶ store/ (host, icr.io) + environment key ─▶ ibm/decide.rs
+//!                 └▶ store/ (host, icr.io) ─▶ ibm/chain.rs: environment key,
+//!                    CR token, projected token, [VPC identity], ibmcloud session
+//!                      └▶ ibm/decide.rs: as stored | api key | mint from a source
 //!                      └▶ ibm/minting.rs: cache lock, re-check, mint (mint/), remember
 //! protocol.rs stdout ◀─ {"ServerURL","Username","Secret"} or one error line
+//!
+//! kubelet-plugin (or the binary as ibmcr-credential-provider): kubelet.rs reads a
+//! CredentialProviderRequest ─▶ IBM image? the same ibm::get, or the service
+//! account's trusted profile ─▶ protocol.rs stdout ◀─ CredentialProviderResponse
 //! ```
 //!
 //! Decisions are pure functions of what was read (`ibm/decide.rs`); I/O sits
@@ -25,7 +31,10 @@
 //! Where secrets live: what users `store` goes to the OS keyring or a 0600
 //! file (`store/`); what the helper mints (IAM access tokens, registry
 //! tokens) goes to the 0600 token cache, under keys that name the identity
-//! that minted them by a fingerprint, never the secret. Every secret is a
+//! that minted them by a fingerprint, never the secret (`ibm/source.rs`
+//! says what each kind of identity is named by). Identity sources that are
+//! not the helper's (a CR token file, the `ibmcloud` CLI's session) are only
+//! read, bounded, and never cached or written. Every secret is a
 //! [`Secret`](secret::Secret) from the moment it is parsed: its `Debug` is
 //! redacted and it has no `Display`.
 #![deny(missing_docs)]
@@ -36,6 +45,7 @@ mod env;
 mod fsutil;
 mod ibm;
 mod jwt;
+mod kubelet;
 mod log;
 mod mint;
 mod protocol;

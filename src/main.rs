@@ -11,22 +11,26 @@ fn main() -> ExitCode {
     // Before any secret is read: this process holds API keys and tokens in
     // memory, and a core file would keep them on disk.
     ibmcr::no_core_dumps();
+    let mut argv = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let argv0 = argv.next().unwrap_or_default();
+    let args: Vec<String> = argv.collect();
+    let parsed = Action::from_invocation(&argv0, &args);
+    // The kubelet decodes stdout as a response: its errors go to stderr only.
+    let kubelet = matches!(parsed, Ok(Action::KubeletPlugin));
     // A panic message could hold anything: say where, never what.
-    std::panic::set_hook(Box::new(|info| {
+    std::panic::set_hook(Box::new(move |info| {
         let at = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
         let line = format!("{}: internal error{at}; please report it", ibmcr::NAME);
-        let _ = ibmcr::write_line(&mut std::io::stdout(), &line);
+        if !kubelet {
+            let _ = ibmcr::write_line(&mut std::io::stdout(), &line);
+        }
         ibmcr::say(&line);
     }));
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
     let mut stdout = std::io::stdout().lock();
-    let action = match Action::from_args(&args) {
+    let action = match parsed {
         Ok(action) => action,
         Err(bad) => {
             let _ = ibmcr::write_line(&mut stdout, &bad.to_string());
@@ -57,8 +61,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let line = e.to_string();
-            let _ = ibmcr::write_line(&mut stdout, &line);
-            let _ = stdout.flush();
+            if !kubelet {
+                let _ = ibmcr::write_line(&mut stdout, &line);
+                let _ = stdout.flush();
+            }
             if !matches!(e, Error::NotFound) {
                 ibmcr::say(&line);
             }

@@ -43,6 +43,9 @@ pub enum Action {
     Help,
     /// `configure [flags]`: not part of the protocol; sets up docker and podman.
     Configure(Vec<String>),
+    /// `kubelet-plugin`, or the binary run as `ibmcr-credential-provider`:
+    /// one kubelet `CredentialProviderRequest` on stdin (../shared/fleet.md §6).
+    KubeletPlugin,
 }
 
 /// Why argv was not understood: print usage, or name the unknown action.
@@ -55,6 +58,20 @@ pub enum BadArgs {
 }
 
 impl Action {
+    /// Parses `argv`: the kubelet plugin when the binary's file name is
+    /// `ibmcr-credential-provider` (with no arguments, or `kubelet-plugin`),
+    /// else [`Action::from_args`] on `argv[1..]`.
+    pub fn from_invocation(argv0: &str, args: &[String]) -> Result<Action, BadArgs> {
+        let name = std::path::Path::new(argv0)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        match (name, args) {
+            (crate::kubelet::LINK_NAME, []) => Ok(Action::KubeletPlugin),
+            _ => Action::from_args(args),
+        }
+    }
+
     /// Parses `argv[1..]` as the reference `Serve` does: exactly one argument
     /// (`configure` alone takes flags).
     pub fn from_args(args: &[String]) -> Result<Action, BadArgs> {
@@ -71,6 +88,7 @@ impl Action {
             "list" => Action::List,
             "version" | "--version" | "-v" => Action::Version,
             "--help" | "-h" => Action::Help,
+            crate::kubelet::ARG => Action::KubeletPlugin,
             other => return Err(BadArgs::Unknown(other.to_string())),
         })
     }
@@ -388,6 +406,15 @@ pub fn write_version(out: &mut dyn Write) -> io::Result<()> {
     out.flush()
 }
 
+/// Writes a kubelet `CredentialProviderResponse`: compact JSON (the field
+/// names and nothing else the v1 types define) + `\n`.
+pub fn write_kubelet(out: &mut dyn Write, response: &crate::kubelet::Response) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec(response).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    out.write_all(&bytes)?;
+    out.flush()
+}
+
 /// Writes one line (an error, or usage) + `\n` to stdout, where clients read it.
 pub fn write_line(out: &mut dyn Write, line: &str) -> io::Result<()> {
     writeln!(out, "{line}")?;
@@ -449,6 +476,27 @@ mod tests {
         assert_eq!(
             Action::from_args(&args(&["configure", "--dry-run"])),
             Ok(Action::Configure(args(&["--dry-run"])))
+        );
+        assert_eq!(
+            Action::from_args(&args(&["kubelet-plugin"])),
+            Ok(Action::KubeletPlugin)
+        );
+        let link = "/usr/libexec/kubernetes/kubelet-plugins/ibmcr-credential-provider";
+        assert_eq!(
+            Action::from_invocation(link, &[]),
+            Ok(Action::KubeletPlugin)
+        );
+        assert_eq!(
+            Action::from_invocation(link, &args(&["kubelet-plugin"])),
+            Ok(Action::KubeletPlugin)
+        );
+        assert_eq!(
+            Action::from_invocation("/usr/bin/docker-credential-ibmcr", &[]),
+            Err(BadArgs::Usage)
+        );
+        assert_eq!(
+            Action::from_invocation("ibmcr-credential-provider", &args(&["get"])),
+            Ok(Action::Get)
         );
         let bad = Action::from_args(&args(&["bogus"])).unwrap_err();
         assert_eq!(

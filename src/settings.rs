@@ -3,7 +3,7 @@
 //! globally or per IBM host. The environment variables win.
 //!
 //! ```json
-//! {"mode": "bearer", "token_access": "readwrite",
+//! {"mode": "bearer", "token_access": "readwrite", "identity": "auto",
 //!  "hosts": {"us.icr.io": {"mode": "registry-token"}}}
 //! ```
 
@@ -81,6 +81,55 @@ impl TokenAccess {
     }
 }
 
+/// Which identity sources may mint a token for an IBM host
+/// (../shared/fleet.md §5): all but the VPC instance identity, in the
+/// chain's order, or exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityChoice {
+    /// API keys, a CR token, a projected token, an `ibmcloud login` session.
+    Auto,
+    /// Stored API keys, `IBMCLOUD_API_KEY`, `IC_API_KEY` only.
+    #[serde(rename = "apikey")]
+    ApiKey,
+    /// `IBMCLOUD_CR_TOKEN`, else a projected token, with a trusted profile.
+    CrToken,
+    /// The VPC instance identity (the only way to reach the metadata service).
+    Vpc,
+    /// The `ibmcloud login` session only.
+    Ibmcloud,
+}
+
+impl IdentityChoice {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityChoice::Auto => "auto",
+            IdentityChoice::ApiKey => "apikey",
+            IdentityChoice::CrToken => "cr-token",
+            IdentityChoice::Vpc => "vpc",
+            IdentityChoice::Ibmcloud => "ibmcloud",
+        }
+    }
+
+    /// Parses the setting's spelling.
+    pub fn parse(s: &str) -> Option<IdentityChoice> {
+        match s {
+            "auto" => Some(IdentityChoice::Auto),
+            "apikey" => Some(IdentityChoice::ApiKey),
+            "cr-token" => Some(IdentityChoice::CrToken),
+            "vpc" => Some(IdentityChoice::Vpc),
+            "ibmcloud" => Some(IdentityChoice::Ibmcloud),
+            _ => None,
+        }
+    }
+
+    /// True when API keys (stored or from the environment) may mint.
+    pub fn allows_api_keys(self) -> bool {
+        matches!(self, IdentityChoice::Auto | IdentityChoice::ApiKey)
+    }
+}
+
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HostSettings {
@@ -96,6 +145,7 @@ pub struct Settings {
     v: Option<u32>,
     mode: Option<Mode>,
     token_access: Option<TokenAccess>,
+    identity: Option<IdentityChoice>,
     #[serde(default)]
     hosts: BTreeMap<String, HostSettings>,
 }
@@ -148,6 +198,17 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The identity sources that may mint: `IBMCR_IDENTITY`, else the
+    /// file's `"identity"`, else auto.
+    pub fn identity(&self, env: &Env) -> Result<IdentityChoice> {
+        Ok(env
+            .identity()?
+            .or(self.identity)
+            .unwrap_or(IdentityChoice::Auto))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +231,30 @@ mod tests {
         assert_eq!(s.mode(&forced, us).unwrap(), Mode::Bearer);
         assert_eq!(Settings::default().mode(&none, us).unwrap(), Mode::Bearer);
         assert!(serde_json::from_str::<Settings>(r#"{"mode":"fast"}"#).is_err());
+    }
+
+    #[test]
+    fn identity_env_beats_file_beats_auto() {
+        let none = Env::from_lookup(|_| None, false).unwrap();
+        assert_eq!(
+            Settings::default().identity(&none).unwrap(),
+            IdentityChoice::Auto
+        );
+        let s: Settings = serde_json::from_str(r#"{"identity":"vpc"}"#).unwrap();
+        assert_eq!(s.identity(&none).unwrap(), IdentityChoice::Vpc);
+        let forced = Env::from_lookup(
+            |n| (n == "IBMCR_IDENTITY").then(|| "ibmcloud".into()),
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.identity(&forced).unwrap(), IdentityChoice::Ibmcloud);
+        for choice in ["auto", "apikey", "cr-token", "vpc", "ibmcloud"] {
+            let parsed = IdentityChoice::parse(choice).unwrap();
+            assert_eq!(parsed.as_str(), choice);
+            let json: IdentityChoice = serde_json::from_str(&format!("\"{choice}\"")).unwrap();
+            assert_eq!(json, parsed);
+        }
+        assert!(serde_json::from_str::<Settings>(r#"{"identity":"metadata"}"#).is_err());
+        assert!(IdentityChoice::Auto.allows_api_keys() && !IdentityChoice::Vpc.allows_api_keys());
     }
 }

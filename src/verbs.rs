@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::protocol::{self, Action, Error};
 use crate::registry::Registry;
 use crate::store::{self, Record};
-use crate::{configure, debug, ibm, Env};
+use crate::{configure, debug, ibm, kubelet, Env};
 
 /// Runs one action. `input` is stdin, `out` is stdout; `now` is the clock.
 pub fn run(
@@ -53,6 +53,7 @@ pub fn run(
                     ibm::Answer {
                         username: record.username,
                         secret: record.secret,
+                        expires_at: None,
                     }
                 }
             };
@@ -89,6 +90,11 @@ pub fn run(
             let report = configure::run(&args, env, real_uid());
             written(protocol::write_report(out, &report.lines))?;
             report.result.map_err(Error::from)
+        }
+        Action::KubeletPlugin => {
+            let request = kubelet::read_request(input)?;
+            let response = kubelet::answer(&request, env, now)?;
+            written(protocol::write_kubelet(out, &response))
         }
     }
 }

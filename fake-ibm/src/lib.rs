@@ -1,8 +1,9 @@
 //! A fake of the IBM Cloud APIs the helper talks to, on loopback, std only.
 //!
 //! It serves, over plain HTTP/1.1 on `127.0.0.1`:
-//! - IAM `POST /identity/token` (API-key and refresh-token grants), shaped after the project's
-//!   research notes `ibm-api.md` §2;
+//! - IAM `POST /identity/token` (API-key, refresh-token and cr-token grants), shaped after the
+//!   project's research notes `ibm-api.md` §2 and `fleet.md` §2;
+//! - the VPC instance metadata service's two identity calls (`fleet.md` §3, in `vpc.rs`);
 //! - the legacy Container Registry token API `/api/v1/tokens` (`ibm-api.md` §1);
 //! - `GET /registry-auth`, an nginx `auth_request` target that decides which Basic credentials
 //!   IBM's registry would accept;
@@ -21,6 +22,13 @@
 // A fake server stamps `iat`/`exp` and checks expiry against its own clock; the crate-wide ban
 // on `SystemTime::now` (clippy.toml) is about the helper's code, not about this test double.
 #![allow(clippy::disallowed_methods)]
+
+mod vpc;
+
+pub use vpc::{
+    IDENTITY_IAM_TOKEN_PATH, IDENTITY_TOKEN_PATH, METADATA_VERSION, VPC_IAM_TOKEN_PATH,
+    VPC_INSTANCE_SUB, VPC_TOKEN_PATH,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -54,6 +62,8 @@ pub const CONTROL_PREFIX: &str = "/_fake/";
 pub const APIKEY_GRANT: &str = "urn:ibm:params:oauth:grant-type:apikey";
 /// The refresh-token grant type (`ibm-api.md` §2.3).
 pub const REFRESH_GRANT: &str = "refresh_token";
+/// The compute-resource token grant type (`fleet.md` §2).
+pub const CR_TOKEN_GRANT: &str = "urn:ibm:params:oauth:grant-type:cr-token";
 /// `Authorization` value of the IBM Cloud CLI's public `bx:bx` client (`ibm-api.md` §2.2).
 pub const BX_CLIENT_AUTHORIZATION: &str = "Basic Yng6Yng=";
 /// `refresh_token` value when no client credentials were sent (`ibm-api.md` §2.1).
@@ -80,6 +90,20 @@ pub const IAM_PROPERTY_MISSING: &str = "BXNIM0109E";
 pub const IAM_NO_CLIENT_AUTH: &str = "BXNIM0308E";
 /// IAM: unsupported grant type. INVENTED code.
 pub const IAM_UNSUPPORTED_GRANT: &str = "BXNIM0103E";
+/// IAM: refresh token expired (`ibm-api.md` §2.4, verified code and message).
+pub const IAM_REFRESH_EXPIRED: &str = "BXNIM0408E";
+/// IAM: session invalidated due to inactivity (`ibm-api.md` §2.4, verified code; the message
+/// text is INVENTED).
+pub const IAM_SESSION_INACTIVE: &str = "BXNIM0439E";
+/// IAM: "Selected trusted profile not eligible." (verified code and message, from a captured
+/// 400 in confidential-containers/cloud-api-adaptor#991): the CR token's subject is not
+/// allowed by the profile's trust rules.
+pub const IAM_PROFILE_NOT_ELIGIBLE: &str = "BXNIM0398E";
+/// IAM: no trusted profile of that id, name or CRN. INVENTED code.
+pub const IAM_PROFILE_NOT_FOUND: &str = "BXNIM0399E";
+/// IAM: a CR token that is expired, not a JWT or not signed by this fake: the verified
+/// "invalid token" code; the messages are INVENTED.
+pub const IAM_CR_TOKEN_INVALID: &str = "BXNIM0407E";
 /// IAM: wrong HTTP method (seen in a third-party fixture, with the message below).
 pub const IAM_METHOD_NOT_ALLOWED: &str = "BXNIM0060E";
 /// IAM: error code of an injected `Status`/`TooManyRequests` fault. INVENTED, on purpose
@@ -140,6 +164,54 @@ pub struct Config {
     pub refuse_token_creation: bool,
     /// Non-IBM registry hosts (no port) → the one `(user, password)` their own check accepts.
     pub plain_users: BTreeMap<String, (String, String)>,
+    /// Trusted profiles a CR token or the VPC instance identity can be traded for.
+    pub profiles: Vec<TrustedProfile>,
+    /// Lifetime of refresh tokens (an `ibmcloud login` session), seconds. INVENTED default
+    /// (30 days; IBM's session limits are account settings, `ibm-api.md` §2.2).
+    pub refresh_lifetime: u64,
+    /// The trusted profile the VPC instance identity gets when its request names none (the
+    /// instance's default linked profile); `None`: such a request is refused.
+    pub vpc_default_profile: Option<String>,
+}
+
+/// A trusted profile (`fleet.md` §1): who may become it is decided by its trust rules, modelled
+/// here as the list of compute-resource token subjects (`sub` claims) it accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedProfile {
+    /// `Profile-<uuid>`.
+    pub id: String,
+    /// Its name, unique in the account.
+    pub name: String,
+    /// `crn:v1:bluemix:public:iam-identity::a/<account>::profile:<id>`.
+    pub crn: String,
+    /// The account (32 hex) the access tokens are for.
+    pub account: String,
+    /// CR token subjects its trust rules accept, e.g.
+    /// `system:serviceaccount:<namespace>:<name>` (cr_type `IKS_SA`) or [`VPC_INSTANCE_SUB`]
+    /// (cr_type `VSI`). `*` accepts any.
+    pub subjects: Vec<String>,
+}
+
+impl TrustedProfile {
+    /// A profile named `name` in `account` whose rules accept `subjects`; its id is derived
+    /// from the name, so tests can spell it.
+    pub fn new(name: &str, account: &str, subjects: &[&str]) -> TrustedProfile {
+        let id = format!(
+            "Profile-{}",
+            uuid_from(&Sha256::digest(format!("profile:{name}").as_bytes()))
+        );
+        TrustedProfile {
+            crn: format!("crn:v1:bluemix:public:iam-identity::a/{account}::profile:{id}"),
+            id,
+            name: name.to_string(),
+            account: account.to_string(),
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn accepts(&self, sub: &str) -> bool {
+        self.subjects.iter().any(|s| s == "*" || s == sub)
+    }
 }
 
 impl Default for Config {
@@ -151,6 +223,9 @@ impl Default for Config {
             registry_token_lifetime: 86400,
             refuse_token_creation: false,
             plain_users: BTreeMap::new(),
+            profiles: Vec::new(),
+            refresh_lifetime: 30 * 24 * 3600,
+            vpc_default_profile: None,
         }
     }
 }
@@ -278,6 +353,15 @@ pub struct Stats {
     /// Accepted `/registry-auth` requests by username (`iambearer`, `token`, …); for plain
     /// hosts the key is `plain:<user>`.
     pub registry_auth_by_user: BTreeMap<String, u64>,
+    /// Successful `/identity/token` answers by grant type (`apikey`, `refresh_token`,
+    /// `cr-token`: the last word of the grant).
+    pub iam_mints_by_grant: BTreeMap<String, u64>,
+    /// Every request to a VPC instance metadata path, answered or not.
+    pub metadata_requests: u64,
+    /// Instance identity tokens issued (`PUT …/token`).
+    pub vpc_identity_tokens: u64,
+    /// IAM access tokens issued by the metadata service (`POST …/iam_token`).
+    pub vpc_iam_tokens: u64,
 }
 
 impl Stats {
@@ -291,6 +375,10 @@ impl Stats {
             "registry_auth_ok": self.registry_auth_ok,
             "registry_auth_denied": self.registry_auth_denied,
             "registry_auth_by_user": self.registry_auth_by_user,
+            "iam_mints_by_grant": self.iam_mints_by_grant,
+            "metadata_requests": self.metadata_requests,
+            "vpc_identity_tokens": self.vpc_identity_tokens,
+            "vpc_iam_tokens": self.vpc_iam_tokens,
         })
     }
 }
@@ -389,9 +477,64 @@ impl FakeIbm {
             .insert(key.to_string(), account.to_string());
     }
 
+    /// Adds a trusted profile (replacing one of the same id).
+    pub fn add_profile(&self, profile: TrustedProfile) {
+        let mut st = self.state();
+        st.config.profiles.retain(|p| p.id != profile.id);
+        st.config.profiles.push(profile);
+    }
+
+    /// A compute-resource token for `sub`, as a cluster or Code Engine would project it: a JWT
+    /// signed with this fake's key, issued by `iss`, valid for `lifetime` seconds (0: already
+    /// expired).
+    pub fn cr_token(&self, iss: &str, sub: &str, lifetime: u64) -> String {
+        let now = now_secs();
+        let jti = self.state().uuid();
+        let exp = match lifetime {
+            0 => now.saturating_sub(1),
+            _ => now.saturating_add(lifetime),
+        };
+        make_cr_token(iss, sub, now, exp, &jti)
+    }
+
+    /// An `ibmcloud login --apikey` session for `key`: (access token, refresh token), minted
+    /// with the `bx` client as the CLI does. Test set-up: not recorded, not counted.
+    pub fn login(&self, key: &str) -> Option<(String, String)> {
+        login(&mut self.state(), key)
+    }
+
+    /// Makes every refresh token issued so far expired (`BXNIM0408E` from now on).
+    pub fn expire_sessions(&self) {
+        for grant in self.state().refresh_tokens.values_mut() {
+            grant.expires_at = 0;
+        }
+    }
+
+    /// Invalidates every session issued so far (`BXNIM0439E` from now on).
+    pub fn invalidate_sessions(&self) {
+        for grant in self.state().refresh_tokens.values_mut() {
+            grant.invalidated = true;
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.shared.state)
     }
+}
+
+/// A compute-resource token (`fleet.md` §3): a JWT signed with this fake's key.
+fn make_cr_token(iss: &str, sub: &str, iat: u64, exp: u64, jti: &str) -> String {
+    make_jwt(&json!({ "iss": iss, "sub": sub, "aud": ["iam"], "iat": iat, "exp": exp, "jti": jti }))
+}
+
+/// The claims of a JWT this fake signed, if `token` is one (signature checked).
+pub fn verify_jwt(token: &str) -> Option<Value> {
+    let (signing_input, signature) = token.rsplit_once('.')?;
+    let expected = URL_SAFE_NO_PAD.encode(hmac_sha256(JWT_SECRET, signing_input.as_bytes()));
+    if expected != signature {
+        return None;
+    }
+    decode_jwt_payload(token)
 }
 
 impl Drop for FakeIbm {
@@ -547,11 +690,14 @@ impl From<Fault> for ActiveFault {
     }
 }
 
-/// The identity behind an API key: a service id, as §2.6's claims describe.
+/// Who an access token is for, as §2.6's claims describe: a service id behind an API key, or
+/// a trusted profile.
 #[derive(Clone)]
 struct Identity {
-    /// `ServiceId-<uuid>`.
+    /// `ServiceId-<uuid>` or `Profile-<uuid>`.
     service_id: String,
+    /// `ServiceId` or `Profile`.
+    sub_type: &'static str,
     ims_user_id: u64,
 }
 
@@ -560,8 +706,17 @@ impl Identity {
         let d = Sha256::digest(format!("identity:{key}").as_bytes());
         Identity {
             service_id: format!("ServiceId-{}", uuid_from(&d)),
+            sub_type: "ServiceId",
             ims_user_id: u64::from(u32::from_be_bytes([d[16], d[17], d[18], d[19]])) % 9_000_000
                 + 1_000_000,
+        }
+    }
+
+    fn of_profile(profile: &TrustedProfile) -> Identity {
+        Identity {
+            service_id: profile.id.clone(),
+            sub_type: "Profile",
+            ims_user_id: 0,
         }
     }
 }
@@ -575,6 +730,10 @@ struct RefreshGrant {
     account: String,
     identity: Identity,
     grant_type: String,
+    /// Unix seconds; the grant answers `BXNIM0408E` from then on.
+    expires_at: u64,
+    /// The session was ended for inactivity: `BXNIM0439E`.
+    invalidated: bool,
 }
 
 struct RegistryToken {
@@ -596,6 +755,8 @@ struct State {
     access_tokens: HashMap<String, AccessToken>,
     refresh_tokens: HashMap<String, RefreshGrant>,
     registry_tokens: Vec<RegistryToken>,
+    /// VPC instance identity tokens issued → their expiry.
+    instance_tokens: HashMap<String, u64>,
     seed: [u8; 32],
     serial: u64,
 }
@@ -614,6 +775,7 @@ impl State {
             access_tokens: HashMap::new(),
             refresh_tokens: HashMap::new(),
             registry_tokens: Vec::new(),
+            instance_tokens: HashMap::new(),
             seed,
             serial: 0,
         }
@@ -707,7 +869,29 @@ fn now_millis() -> u64 {
 
 /// `29.10.2019 12:31:00:300 GMT`, the format of IAM's error `context` times (`ibm-api.md` §2.4).
 fn iam_time(millis: u64) -> String {
-    let secs = millis / 1000;
+    let (year, month, day, rem) = civil(millis / 1000);
+    format!(
+        "{day:02}.{month:02}.{year} {:02}:{:02}:{:02}:{:03} GMT",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        millis % 1000
+    )
+}
+
+/// `2019-10-29T12:31:00Z`: the VPC APIs' date-time format (whole seconds).
+fn rfc3339(millis: u64) -> String {
+    let (year, month, day, rem) = civil(millis / 1000);
+    format!(
+        "{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Unix seconds → (year, month, day, seconds into the day).
+fn civil(secs: u64) -> (u64, u64, u64, u64) {
     let (days, rem) = (secs / 86400, secs % 86400);
     // Civil-from-days (H. Hinnant), for days since 1970-01-01 >= 0.
     let z = days + 719_468;
@@ -719,13 +903,7 @@ fn iam_time(millis: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{day:02}.{month:02}.{year} {:02}:{:02}:{:02}:{:03} GMT",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        millis % 1000
-    )
+    (year, month, day, rem)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1137,9 +1315,17 @@ fn handle(shared: &Shared, req: Request) -> Outcome {
     let fault = {
         let mut st = lock(&shared.state);
         st.requests.push(req.clone());
+        if vpc::is_metadata_path(&req.path) {
+            st.stats.metadata_requests += 1;
+        }
         st.take_fault(&req.method, &req.path)
     };
     if let Some(kind) = fault {
+        if vpc::is_metadata_path(&req.path) {
+            if let Some(outcome) = vpc::fault(shared, &req, &kind) {
+                return outcome;
+            }
+        }
         let is_iam = req.path.starts_with("/identity");
         match kind {
             FaultKind::Delay(d) => {
@@ -1219,6 +1405,9 @@ fn handle(shared: &Shared, req: Request) -> Outcome {
 fn route(st: &mut State, req: &Request) -> Response {
     if req.path == IAM_TOKEN_PATH {
         return iam_token(st, req);
+    }
+    if vpc::is_metadata_path(&req.path) {
+        return vpc::route(st, req);
     }
     if req.path == TOKENS_PATH
         || req
@@ -1362,7 +1551,13 @@ fn iam_token(st: &mut State, req: &Request) -> Response {
                     None,
                 );
             };
-            mint_iam(st, &account, &Identity::of_key(&key), APIKEY_GRANT, bx)
+            mint_iam(
+                st,
+                &account,
+                &Identity::of_key(&key),
+                (APIKEY_GRANT, APIKEY_GRANT),
+                bx,
+            )
         }
         REFRESH_GRANT => {
             if !bx {
@@ -1386,13 +1581,22 @@ fn iam_token(st: &mut State, req: &Request) -> Response {
                     None,
                 );
             };
+            if grant.invalidated {
+                let message = "Session invalidated due to inactivity";
+                return iam_error(st, req, 400, IAM_SESSION_INACTIVE, message, None);
+            }
+            if grant.expires_at <= now_secs() {
+                let message = "Provided refresh token is expired";
+                return iam_error(st, req, 400, IAM_REFRESH_EXPIRED, message, None);
+            }
             let (account, identity, original) = (
                 grant.account.clone(),
                 grant.identity.clone(),
                 grant.grant_type.clone(),
             );
-            mint_iam(st, &account, &identity, &original, true)
+            mint_iam(st, &account, &identity, (&original, REFRESH_GRANT), true)
         }
+        CR_TOKEN_GRANT => cr_token_grant(st, req, bx),
         other => {
             let details = format!("Grant type '{other}' is not supported.");
             iam_error(
@@ -1407,14 +1611,159 @@ fn iam_token(st: &mut State, req: &Request) -> Response {
     }
 }
 
+/// The cr-token grant (`fleet.md` §2): a CR token this fake signed, unexpired, and exactly one
+/// of `profile_id`, `profile_name`, `profile_crn` naming a profile whose rules accept the
+/// token's `sub`.
+fn cr_token_grant(st: &mut State, req: &Request, bx: bool) -> Response {
+    let field = |name: &str| req.form_param(name).filter(|v| !v.is_empty());
+    let Some(cr_token) = field("cr_token") else {
+        let details = "Property 'cr_token' either missing or empty.";
+        let message = "Property missing or empty.";
+        return iam_error(st, req, 400, IAM_PROPERTY_MISSING, message, Some(details));
+    };
+    let named: Vec<(&str, String)> = ["profile_id", "profile_name", "profile_crn"]
+        .into_iter()
+        .filter_map(|k| field(k).map(|v| (k, v)))
+        .collect();
+    let (kind, value) = match named.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            let details = "Property 'profile_id', 'profile_name' or 'profile_crn' is required.";
+            let message = "Property missing or empty.";
+            return iam_error(st, req, 400, IAM_PROPERTY_MISSING, message, Some(details));
+        }
+        _ => {
+            // INVENTED: the live service's answer to two profile fields is unknown.
+            let details = "Only one of 'profile_id', 'profile_name', 'profile_crn' may be given.";
+            let message = "Property missing or empty.";
+            return iam_error(st, req, 400, IAM_PROPERTY_MISSING, message, Some(details));
+        }
+    };
+    let Some(claims) = verify_jwt(&cr_token) else {
+        let message = "Provided CR token is invalid";
+        return iam_error(st, req, 400, IAM_CR_TOKEN_INVALID, message, None);
+    };
+    if claims.get("exp").and_then(Value::as_u64).unwrap_or(0) <= now_secs() {
+        let message = "Provided CR token is expired";
+        return iam_error(st, req, 400, IAM_CR_TOKEN_INVALID, message, None);
+    }
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let profile = st.config.profiles.iter().find(|p| match kind {
+        "profile_id" => p.id == value,
+        "profile_name" => p.name == value,
+        _ => p.crn == value,
+    });
+    let Some(profile) = profile.cloned() else {
+        let message = "Trusted profile not found";
+        return iam_error(st, req, 400, IAM_PROFILE_NOT_FOUND, message, None);
+    };
+    if !profile.accepts(&sub) {
+        let details = format!(
+            "The given token with identifier '{sub}' is not permitted to assume the indicated \
+             trusted profile; profile ID '{}'",
+            profile.id
+        );
+        let message = "Selected trusted profile not eligible.";
+        return iam_error(
+            st,
+            req,
+            400,
+            IAM_PROFILE_NOT_ELIGIBLE,
+            message,
+            Some(&details),
+        );
+    }
+    let identity = Identity::of_profile(&profile);
+    mint_iam(
+        st,
+        &profile.account,
+        &identity,
+        (CR_TOKEN_GRANT, CR_TOKEN_GRANT),
+        bx,
+    )
+}
+
+/// `ibmcloud login --apikey`: an API-key grant with the `bx` client, outside the request log
+/// and the counters (it is a test's set-up, not the helper's doing).
+fn login(st: &mut State, key: &str) -> Option<(String, String)> {
+    let account = st.config.api_keys.get(key).cloned()?;
+    let stats = st.stats.clone();
+    let grant = (APIKEY_GRANT, APIKEY_GRANT);
+    let resp = mint_iam(st, &account, &Identity::of_key(key), grant, true);
+    st.stats = stats;
+    let body: Value = serde_json::from_slice(&resp.body).ok()?;
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    Some((text("access_token")?, text("refresh_token")?))
+}
+
 /// A §2.1-shaped success; a real refresh token only for the `bx` client (§2.2).
+/// `grant_type` goes into the token's claims; `requested` is the grant of the request, for
+/// [`Stats::iam_mints_by_grant`] (a refresh keeps the claims of the grant it refreshes).
 fn mint_iam(
+    st: &mut State,
+    account: &str,
+    identity: &Identity,
+    (grant_type, requested): (&str, &str),
+    bx: bool,
+) -> Response {
+    let lifetime = st.config.iam_lifetime;
+    let (access_token, exp) = new_access_token(st, account, identity, grant_type, bx);
+    let now = now_secs();
+    let refresh_token = if bx {
+        let a = st.fresh();
+        let b = st.fresh();
+        let token = URL_SAFE_NO_PAD.encode([a, b].concat());
+        st.refresh_tokens.insert(
+            token.clone(),
+            RefreshGrant {
+                account: account.to_string(),
+                identity: identity.clone(),
+                grant_type: grant_type.to_string(),
+                expires_at: now.saturating_add(st.config.refresh_lifetime),
+                invalidated: false,
+            },
+        );
+        token
+    } else {
+        REFRESH_NOT_SUPPORTED.to_string()
+    };
+    st.stats.iam_mints += 1;
+    let short = requested
+        .rsplit(':')
+        .next()
+        .unwrap_or(requested)
+        .to_string();
+    *st.stats.iam_mints_by_grant.entry(short).or_insert(0) += 1;
+    let transaction_id = st.iam_request_id();
+    Response::json(
+        200,
+        &json!({
+            "access_token": access_token,
+            "refresh_token": refresh_token,
+            "ims_user_id": identity.ims_user_id,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "expiration": exp,
+            "scope": "ibm openid",
+        }),
+    )
+    .with_header("Transaction-Id", &transaction_id)
+}
+
+/// A new IAM access token (§2.6's claims) for `identity` in `account`, valid for the
+/// configured IAM lifetime and accepted by the registry and the token API until then:
+/// (token, `exp`).
+fn new_access_token(
     st: &mut State,
     account: &str,
     identity: &Identity,
     grant_type: &str,
     bx: bool,
-) -> Response {
+) -> (String, u64) {
     let now = now_secs();
     let lifetime = st.config.iam_lifetime;
     let exp = now.saturating_add(lifetime);
@@ -1427,7 +1776,7 @@ fn mint_iam(
         "jti": jti,
         "identifier": sid,
         "sub": sid,
-        "sub_type": "ServiceId",
+        "sub_type": identity.sub_type,
         "account": { "boundary": "global", "valid": true, "bss": account },
         "iat": now,
         "exp": exp,
@@ -1444,37 +1793,7 @@ fn mint_iam(
             exp,
         },
     );
-    let refresh_token = if bx {
-        let a = st.fresh();
-        let b = st.fresh();
-        let token = URL_SAFE_NO_PAD.encode([a, b].concat());
-        st.refresh_tokens.insert(
-            token.clone(),
-            RefreshGrant {
-                account: account.to_string(),
-                identity: identity.clone(),
-                grant_type: grant_type.to_string(),
-            },
-        );
-        token
-    } else {
-        REFRESH_NOT_SUPPORTED.to_string()
-    };
-    st.stats.iam_mints += 1;
-    let transaction_id = st.iam_request_id();
-    Response::json(
-        200,
-        &json!({
-            "access_token": access_token,
-            "refresh_token": refresh_token,
-            "ims_user_id": identity.ims_user_id,
-            "token_type": "Bearer",
-            "expires_in": lifetime,
-            "expiration": exp,
-            "scope": "ibm openid",
-        }),
-    )
-    .with_header("Transaction-Id", &transaction_id)
+    (access_token, exp)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1774,6 +2093,50 @@ fn control(st: &mut State, req: &Request) -> Response {
             st.faults.clear();
             ok()
         }
+        ("POST", "/_fake/cr-token") => match parse_json_object(req).and_then(|o| {
+            let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
+            let sub = text("sub").ok_or("`sub` must be a string")?;
+            let iss = text("iss").unwrap_or_else(|| "https://kubernetes.default.svc".to_string());
+            Ok((iss, sub, get_u64(&o, "lifetime")?.unwrap_or(3600)))
+        }) {
+            Ok((iss, sub, lifetime)) => {
+                let now = now_secs();
+                let jti = st.uuid();
+                let exp = match lifetime {
+                    0 => now.saturating_sub(1),
+                    _ => now.saturating_add(lifetime),
+                };
+                Response::json(
+                    200,
+                    &json!({ "token": make_cr_token(&iss, &sub, now, exp, &jti) }),
+                )
+            }
+            Err(e) => control_error(400, &e),
+        },
+        ("POST", "/_fake/login") => {
+            let key = parse_json_object(req)
+                .ok()
+                .and_then(|o| o.get("api_key").and_then(Value::as_str).map(str::to_string));
+            match key.and_then(|k| login(st, &k)) {
+                Some((access, refresh)) => Response::json(
+                    200,
+                    &json!({ "access_token": access, "refresh_token": refresh }),
+                ),
+                None => control_error(400, "`api_key` must be a known API key"),
+            }
+        }
+        ("POST", "/_fake/sessions/expire") => {
+            st.refresh_tokens
+                .values_mut()
+                .for_each(|g| g.expires_at = 0);
+            ok()
+        }
+        ("POST", "/_fake/sessions/invalidate") => {
+            st.refresh_tokens
+                .values_mut()
+                .for_each(|g| g.invalidated = true);
+            ok()
+        }
         (
             _,
             "/_fake/requests"
@@ -1781,7 +2144,11 @@ fn control(st: &mut State, req: &Request) -> Response {
             | "/_fake/stats"
             | "/_fake/config"
             | "/_fake/fault"
-            | "/_fake/faults/clear",
+            | "/_fake/faults/clear"
+            | "/_fake/cr-token"
+            | "/_fake/login"
+            | "/_fake/sessions/expire"
+            | "/_fake/sessions/invalidate",
         ) => control_error(405, "method not allowed"),
         _ => control_error(404, "no such control endpoint"),
     }
@@ -1821,14 +2188,20 @@ fn get_str_map(o: &Map<String, Value>, key: &str) -> Result<Vec<(String, String)
 }
 
 /// Merges a partial config: `iam_lifetime`, `registry_token_lifetime`,
-/// `refuse_token_creation`, `api_keys` (added), `plain_users` (`{"host": "user:pass"}`, added).
+/// `refuse_token_creation`, `api_keys` (added), `plain_users` (`{"host": "user:pass"}`, added),
+/// `refresh_lifetime`, `vpc_default_profile` (a profile id, or `null` for none) and `profiles`
+/// (`{"<name>": {"account": "<32 hex>", "subjects": ["system:serviceaccount:ns:sa", …]}}`,
+/// added; ids and CRNs as [`TrustedProfile::new`] derives them).
 fn apply_config(st: &mut State, o: &Map<String, Value>) -> Result<(), String> {
-    const KNOWN: [&str; 5] = [
+    const KNOWN: [&str; 8] = [
         "iam_lifetime",
         "registry_token_lifetime",
         "refuse_token_creation",
         "api_keys",
         "plain_users",
+        "refresh_lifetime",
+        "vpc_default_profile",
+        "profiles",
     ];
     if let Some(unknown) = o.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(format!("unknown config field `{unknown}`"));
@@ -1842,6 +2215,35 @@ fn apply_config(st: &mut State, o: &Map<String, Value>) -> Result<(), String> {
         Some(_) => return Err("`refuse_token_creation` must be a boolean".to_string()),
     };
     let api_keys = get_str_map(o, "api_keys")?;
+    let refresh_lifetime = get_u64(o, "refresh_lifetime")?;
+    let vpc_default_profile = match o.get("vpc_default_profile") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(id)) => Some(Some(id.clone())),
+        Some(_) => return Err("`vpc_default_profile` must be a string or null".to_string()),
+    };
+    let mut profiles = Vec::new();
+    match o.get("profiles") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (name, p) in m {
+                let account = p
+                    .get("account")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("`profiles.{name}.account` must be a string"))?;
+                let subjects: Vec<&str> = match p.get("subjects") {
+                    Some(Value::Array(a)) => a
+                        .iter()
+                        .map(|s| s.as_str().ok_or(()))
+                        .collect::<Result<_, ()>>()
+                        .map_err(|()| format!("`profiles.{name}.subjects` must be strings"))?,
+                    _ => return Err(format!("`profiles.{name}.subjects` must be an array")),
+                };
+                profiles.push(TrustedProfile::new(name, account, &subjects));
+            }
+        }
+        Some(_) => return Err("`profiles` must be an object".to_string()),
+    }
     let mut plain_users = Vec::new();
     for (host, user_pass) in get_str_map(o, "plain_users")? {
         let (user, pass) = user_pass
@@ -1861,6 +2263,16 @@ fn apply_config(st: &mut State, o: &Map<String, Value>) -> Result<(), String> {
     }
     config.api_keys.extend(api_keys);
     config.plain_users.extend(plain_users);
+    if let Some(v) = refresh_lifetime {
+        config.refresh_lifetime = v;
+    }
+    if let Some(v) = vpc_default_profile {
+        config.vpc_default_profile = v;
+    }
+    for profile in profiles {
+        config.profiles.retain(|p| p.id != profile.id);
+        config.profiles.push(profile);
+    }
     Ok(())
 }
 

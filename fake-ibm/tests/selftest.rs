@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use fake_ibm::{decode_jwt_payload, make_jwt, Config, FakeIbm, Fault, FaultKind};
+use fake_ibm::{
+    decode_jwt_payload, make_jwt, Config, FakeIbm, Fault, FaultKind, TrustedProfile,
+    VPC_INSTANCE_SUB,
+};
 use serde_json::{json, Value};
 
 const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
@@ -753,4 +756,425 @@ fn drop_stops_the_server() {
     assert!(start.elapsed() < Duration::from_secs(2));
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
     drop(idle);
+}
+
+// ---- issue 11: the cr-token and refresh grants, trusted profiles, the VPC metadata service ----
+
+const K8S: &str = "https://kubernetes.default.svc";
+const SA: &str = "system:serviceaccount:ci:builder";
+
+fn with_profile() -> (FakeIbm, TrustedProfile) {
+    let fake = server();
+    let profile = TrustedProfile::new("ci-pull", ACCOUNT, &[SA, VPC_INSTANCE_SUB]);
+    fake.add_profile(profile.clone());
+    (fake, profile)
+}
+
+fn cr_grant(fake: &FakeIbm, cr_token: &str, profile_field: &str, value: &str) -> Reply {
+    let body = format!(
+        "grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Acr-token&cr_token={cr_token}&{profile_field}={}",
+        value.replace(':', "%3A").replace('/', "%2F")
+    );
+    http(
+        fake,
+        "POST",
+        "/identity/token",
+        &[("Content-Type", FORM), ("Accept", "application/json")],
+        &body,
+    )
+}
+
+#[test]
+fn profiles_have_derived_ids_and_crns() {
+    let p = TrustedProfile::new("ci-pull", ACCOUNT, &["*"]);
+    assert!(p.id.starts_with("Profile-") && p.id.len() == "Profile-".len() + 36);
+    assert_eq!(
+        p.crn,
+        format!(
+            "crn:v1:bluemix:public:iam-identity::a/{ACCOUNT}::profile:{}",
+            p.id
+        )
+    );
+    assert_eq!(p, TrustedProfile::new("ci-pull", ACCOUNT, &["*"]), "stable");
+}
+
+#[test]
+fn cr_token_grant_for_each_profile_spelling() {
+    let (fake, profile) = with_profile();
+    let token = fake.cr_token(K8S, SA, 600);
+    let claims = fake_ibm::verify_jwt(&token).unwrap();
+    assert_eq!(
+        (claims["iss"].as_str(), claims["sub"].as_str()),
+        (Some(K8S), Some(SA))
+    );
+    for (field, value) in [
+        ("profile_id", profile.id.as_str()),
+        ("profile_name", profile.name.as_str()),
+        ("profile_crn", profile.crn.as_str()),
+    ] {
+        let reply = cr_grant(&fake, &token, field, value);
+        assert_eq!(reply.status, 200, "{field}: {:?}", reply.json());
+        let json = reply.json();
+        assert_eq!(json["refresh_token"], "not_supported");
+        let claims = decode_jwt_payload(json["access_token"].as_str().unwrap()).unwrap();
+        assert_eq!(claims["sub"], profile.id.as_str());
+        assert_eq!(claims["sub_type"], "Profile");
+        assert_eq!(
+            claims["grant_type"],
+            "urn:ibm:params:oauth:grant-type:cr-token"
+        );
+        assert_eq!(claims["account"]["bss"], ACCOUNT);
+    }
+    let stats = fake.stats();
+    assert_eq!(stats.iam_mints_by_grant.get("cr-token"), Some(&3));
+    assert_eq!(stats.iam_mints, 3);
+    // The access token works at the registry.
+    let access = cr_grant(&fake, &token, "profile_id", &profile.id).json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        registry_auth(&fake, "us.icr.io", "GET", "iambearer", &access).status,
+        200
+    );
+}
+
+#[test]
+fn cr_token_grant_failures() {
+    let (fake, profile) = with_profile();
+    let code = |reply: Reply| {
+        assert_eq!(reply.status, 400);
+        reply.json()["errorCode"].as_str().unwrap().to_string()
+    };
+    let expired = fake.cr_token(K8S, SA, 0);
+    assert_eq!(
+        code(cr_grant(&fake, &expired, "profile_id", &profile.id)),
+        "BXNIM0407E"
+    );
+    let forged = make_jwt(&json!({"sub": SA, "exp": claims_now() + 600}))
+        .rsplit_once('.')
+        .map(|(head, _)| format!("{head}.AAAA"))
+        .unwrap();
+    assert_eq!(
+        code(cr_grant(&fake, &forged, "profile_id", &profile.id)),
+        "BXNIM0407E"
+    );
+    let token = fake.cr_token(K8S, SA, 600);
+    assert_eq!(
+        code(cr_grant(&fake, &token, "profile_id", "Profile-unknown")),
+        "BXNIM0399E"
+    );
+    let stranger = fake.cr_token(K8S, "system:serviceaccount:other:default", 600);
+    let reply = cr_grant(&fake, &stranger, "profile_name", "ci-pull");
+    assert_eq!(reply.status, 400);
+    let json = reply.json();
+    assert_eq!(json["errorCode"], "BXNIM0398E");
+    assert_eq!(
+        json["errorMessage"],
+        "Selected trusted profile not eligible."
+    );
+    // No profile, two profiles.
+    let body = format!("grant_type=urn:ibm:params:oauth:grant-type:cr-token&cr_token={token}");
+    let reply = http(
+        &fake,
+        "POST",
+        "/identity/token",
+        &[("Content-Type", FORM)],
+        &body,
+    );
+    assert_eq!(code(reply), "BXNIM0109E");
+    let both = format!("{body}&profile_id={}&profile_name=ci-pull", profile.id);
+    let reply = http(
+        &fake,
+        "POST",
+        "/identity/token",
+        &[("Content-Type", FORM)],
+        &both,
+    );
+    assert_eq!(code(reply), "BXNIM0109E");
+    assert_eq!(fake.stats().iam_mints, 0);
+}
+
+fn refresh(fake: &FakeIbm, refresh_token: &str) -> Reply {
+    let body =
+        format!("grant_type=refresh_token&refresh_token={refresh_token}&response_type=cloud_iam");
+    http(
+        fake,
+        "POST",
+        "/identity/token",
+        &[("Content-Type", FORM), ("Authorization", "Basic Yng6Yng=")],
+        &body,
+    )
+}
+
+#[test]
+fn login_sessions_refresh_until_they_expire_or_are_invalidated() {
+    let fake = server();
+    assert!(fake.login("unknown-key").is_none());
+    let (access, refresh_token) = fake.login(KEY).unwrap();
+    assert_eq!(fake.stats().iam_mints, 0, "set-up is not counted");
+    assert!(fake.requests().is_empty(), "nor recorded");
+    assert_eq!(
+        registry_auth(&fake, "us.icr.io", "GET", "iambearer", &access).status,
+        200
+    );
+    let reply = refresh(&fake, &refresh_token);
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        fake.stats().iam_mints_by_grant.get("refresh_token"),
+        Some(&1)
+    );
+    fake.expire_sessions();
+    let reply = refresh(&fake, &refresh_token);
+    assert_eq!(reply.status, 400);
+    let json = reply.json();
+    assert_eq!(
+        (json["errorCode"].as_str(), json["errorMessage"].as_str()),
+        (
+            Some("BXNIM0408E"),
+            Some("Provided refresh token is expired")
+        )
+    );
+    let (_, second) = fake.login(KEY).unwrap();
+    fake.invalidate_sessions();
+    assert_eq!(refresh(&fake, &second).json()["errorCode"], "BXNIM0439E");
+    // The same through the control endpoints, for shell scripts.
+    let reply = http(
+        &fake,
+        "POST",
+        "/_fake/login",
+        &[],
+        &json!({"api_key": KEY}).to_string(),
+    );
+    assert_eq!(reply.status, 200);
+    let third = reply.json()["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(refresh(&fake, &third).status, 200);
+    assert_eq!(
+        http(&fake, "POST", "/_fake/sessions/expire", &[], "").status,
+        200
+    );
+    assert_eq!(refresh(&fake, &third).json()["errorCode"], "BXNIM0408E");
+    let reply = http(
+        &fake,
+        "POST",
+        "/_fake/cr-token",
+        &[],
+        r#"{"sub":"s","lifetime":60}"#,
+    );
+    let token = reply.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(fake_ibm::verify_jwt(&token).unwrap()["sub"], "s");
+}
+
+fn metadata(
+    fake: &FakeIbm,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    http(fake, method, target, headers, body)
+}
+
+fn identity_token(fake: &FakeIbm) -> String {
+    let reply = metadata(
+        fake,
+        "PUT",
+        "/instance_identity/v1/token?version=2022-03-01",
+        &[
+            ("Metadata-Flavor", "ibm"),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"expires_in":300}"#,
+    );
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+    let json = reply.json();
+    assert_eq!(json["expires_in"], 300);
+    for k in ["created_at", "expires_at"] {
+        let t = json[k].as_str().unwrap();
+        assert!(
+            t.len() == 20 && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+            "{t}"
+        );
+    }
+    json["access_token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn vpc_instance_identity_then_iam_token() {
+    let (fake, profile) = with_profile();
+    let identity = identity_token(&fake);
+    let bearer = format!("Bearer {identity}");
+    for body in [
+        json!({"trusted_profile": {"id": profile.id}}).to_string(),
+        json!({"trusted_profile": {"crn": profile.crn}}).to_string(),
+    ] {
+        let reply = metadata(
+            &fake,
+            "POST",
+            "/instance_identity/v1/iam_token?version=2022-03-01",
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/json"),
+            ],
+            &body,
+        );
+        assert_eq!(reply.status, 200, "{body}");
+        let access = reply.json()["access_token"].as_str().unwrap().to_string();
+        assert_eq!(
+            decode_jwt_payload(&access).unwrap()["sub"],
+            profile.id.as_str()
+        );
+        assert_eq!(
+            registry_auth(&fake, "de.icr.io", "GET", "iambearer", &access).status,
+            200
+        );
+    }
+    // No profile named: the instance's default, when it has one.
+    let none = |fake: &FakeIbm| {
+        metadata(
+            fake,
+            "POST",
+            "/instance_identity/v1/iam_token?version=2022-03-01",
+            &[("Authorization", &bearer)],
+            "",
+        )
+    };
+    assert_eq!(none(&fake).status, 400);
+    fake.update(|c| c.vpc_default_profile = Some(profile.id.clone()));
+    assert_eq!(none(&fake).status, 200);
+    // The 2025-07-15 paths behave the same.
+    let reply = metadata(
+        &fake,
+        "PUT",
+        "/identity/v1/token?version=2025-07-15",
+        &[("Metadata-Flavor", "ibm")],
+        "{}",
+    );
+    assert_eq!(reply.status, 200);
+    let stats = fake.stats();
+    assert_eq!((stats.vpc_identity_tokens, stats.vpc_iam_tokens), (2, 3));
+    assert_eq!(stats.metadata_requests, 6);
+    assert_eq!(
+        stats.iam_mints, 0,
+        "no IAM call: the metadata service answers itself"
+    );
+}
+
+#[test]
+fn vpc_metadata_checks_what_ibm_documents() {
+    let (fake, profile) = with_profile();
+    let code = |reply: Reply| {
+        (
+            reply.status,
+            reply.json()["errors"][0]["code"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    let flavor = [("Metadata-Flavor", "ibm")];
+    let put = |target: &str, headers: &[(&str, &str)], body: &str| {
+        metadata(&fake, "PUT", target, headers, body)
+    };
+    assert_eq!(
+        code(put("/instance_identity/v1/token", &flavor, "{}")).0,
+        400,
+        "no version"
+    );
+    assert_eq!(
+        code(put(
+            "/instance_identity/v1/token?version=latest",
+            &flavor,
+            "{}"
+        ))
+        .0,
+        400
+    );
+    assert_eq!(
+        code(put(
+            "/instance_identity/v1/token?version=2022-03-01",
+            &[],
+            "{}"
+        ))
+        .1,
+        "missing_metadata_flavor"
+    );
+    for lifetime in ["4", "3601", "\"300\""] {
+        let body = format!(r#"{{"expires_in":{lifetime}}}"#);
+        assert_eq!(
+            code(put(
+                "/instance_identity/v1/token?version=2022-03-01",
+                &flavor,
+                &body
+            ))
+            .0,
+            400
+        );
+    }
+    let reply = metadata(
+        &fake,
+        "POST",
+        "/instance_identity/v1/token?version=2022-03-01",
+        &flavor,
+        "",
+    );
+    assert_eq!(reply.status, 405);
+    // The IAM token needs a live instance identity token, and a profile that trusts the instance.
+    let post = |auth: &str, body: &str| {
+        metadata(
+            &fake,
+            "POST",
+            "/instance_identity/v1/iam_token?version=2022-03-01",
+            &[("Authorization", auth)],
+            body,
+        )
+    };
+    let id = json!({"trusted_profile": {"id": profile.id}}).to_string();
+    assert_eq!(code(post("Bearer forged", &id)).0, 401);
+    let bearer = format!("Bearer {}", identity_token(&fake));
+    assert_eq!(
+        code(post(&bearer, r#"{"trusted_profile":{"id":"Profile-x"}}"#)).0,
+        404
+    );
+    let k8s_only = TrustedProfile::new("k8s-only", ACCOUNT, &[SA]);
+    fake.add_profile(k8s_only.clone());
+    let other = json!({"trusted_profile": {"id": k8s_only.id}}).to_string();
+    assert_eq!(code(post(&bearer, &other)).0, 403);
+    let both = json!({"trusted_profile": {"id": profile.id, "crn": profile.crn}}).to_string();
+    assert_eq!(code(post(&bearer, &both)).0, 400);
+    assert_eq!(fake.stats().vpc_iam_tokens, 0);
+    // Injected faults answer in the metadata error shape.
+    fake.inject(Fault::new("/instance_identity", FaultKind::Status(503), 1));
+    let reply = put(
+        "/instance_identity/v1/token?version=2022-03-01",
+        &flavor,
+        "{}",
+    );
+    assert_eq!(code(reply), (503, "injected_fault".to_string()));
+}
+
+#[test]
+fn config_endpoint_takes_profiles_and_session_lifetimes() {
+    let fake = server();
+    let body = json!({
+        "profiles": {"ci-pull": {"account": ACCOUNT, "subjects": [SA]}},
+        "vpc_default_profile": null,
+        "refresh_lifetime": 60
+    });
+    let reply = http(&fake, "POST", "/_fake/config", &[], &body.to_string());
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+    let token = fake.cr_token(K8S, SA, 600);
+    let profile = TrustedProfile::new("ci-pull", ACCOUNT, &[SA]);
+    assert_eq!(
+        cr_grant(&fake, &token, "profile_id", &profile.id).status,
+        200
+    );
+    let bad = json!({"profiles": {"x": {"account": ACCOUNT}}});
+    assert_eq!(
+        http(&fake, "POST", "/_fake/config", &[], &bad.to_string()).status,
+        400
+    );
+    let stats = http(&fake, "GET", "/_fake/stats", &[], "").json();
+    assert_eq!(stats["iam_mints_by_grant"]["cr-token"], 1);
+    assert_eq!(stats["metadata_requests"], 0);
 }

@@ -1,6 +1,8 @@
 //! Minting for one host in one process: under the cache lock, re-check the
-//! cache, mint, remember the token (and a failure, for 10 s, so waiters ask
-//! IAM once between them), and revoke registry tokens on `erase`.
+//! cache, mint from the identity source, remember the token (and a failure,
+//! for 10 s, so waiters ask IAM once between them), and revoke registry
+//! tokens on `erase`. Every source's tokens go through the same lock, cache,
+//! margins and failure memory; only the request differs (`Minting::mint`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -10,14 +12,16 @@ use anyhow::{anyhow, Result};
 use crate::cache::{
     self, Cache, Epoch, Fingerprint, Freshness, HostEntry, IamKey, KeySource, Minted, TokenRef,
 };
-use crate::mint::{Created, Endpoint, Minter};
+use crate::mint::{Created, Endpoint, IamToken, Minter};
 use crate::protocol::Error;
 use crate::registry::IbmHost;
 use crate::secret::Secret;
 use crate::settings::{Mode, TokenAccess};
 use crate::{debug, jwt, log};
 
+use super::chain;
 use super::decide::{Answer, BEARER, TOKEN};
+use super::source::{CrTokenFrom, Source};
 use super::target::Target;
 
 /// Longest IAM token lifetime believed (IBM's is at most 60 minutes): a
@@ -74,59 +78,68 @@ impl Minting {
         }
     }
 
-    /// The answer in `mode` (bearer or registry-token) from `key`.
+    /// The answer in `mode` from `source`: a registry token in
+    /// registry-token mode from an API key, else an IAM access token
+    /// (`iambearer`). Remembered as the host's answer in `mode`, except for a
+    /// kubelet request's service account token (it is the pod's, not the host's).
     pub fn answer(
         &mut self,
         mode: Mode,
         target: &Target,
-        key: &Secret<String>,
-        source: KeySource,
+        source: &Source,
     ) -> Result<Answer, Error> {
         let dir = self.dir.clone();
+        let from = source.key_source();
         let entry = |token| HostEntry {
-            source: source.clone(),
+            source: from.clone(),
             fingerprint: target.iam.identity.fingerprint().clone(),
             mode,
             token,
         };
+        let registry = mode == Mode::RegistryToken && from.is_api_key();
         let answer = cache::with_locked(&dir, self.now(), |cache| -> Result<Answer> {
-            let (username, token) = match mode {
-                Mode::RegistryToken => match self.registry_token(cache, target, key)? {
-                    Some(token) => (TOKEN, token),
-                    None => (BEARER, self.iam_token(cache, target, key)?.token),
-                },
-                Mode::Bearer | Mode::ApiKey => (BEARER, self.iam_token(cache, target, key)?.token),
+            let registry_token = match registry {
+                true => self.registry_token(cache, target, source)?,
+                false => None,
             };
-            let token_ref = match username {
-                TOKEN => TokenRef::Registry(target.registry.clone()),
-                _ => TokenRef::Iam(target.iam.clone()),
+            let (username, token, expires_at, token_ref) = match registry_token {
+                Some(m) => (
+                    TOKEN,
+                    m.token,
+                    m.expires_at,
+                    TokenRef::Registry(target.registry.clone()),
+                ),
+                None => {
+                    let m = self.iam_token(cache, target, source)?;
+                    (
+                        BEARER,
+                        m.token,
+                        m.expires_at,
+                        TokenRef::Iam(target.iam.clone()),
+                    )
+                }
             };
-            self.remember(cache, entry(token_ref));
-            Ok(Answer {
-                username: username.into(),
-                secret: token,
-            })
+            if from != KeySource::ServiceAccount {
+                self.remember(cache, entry(token_ref));
+            }
+            Ok(Answer::new(username, token, Some(expires_at)))
         })??;
         Ok(answer)
     }
 
-    /// A fresh IAM access token for `key` from the cache (locked by the
-    /// caller), else minted. A failure of the last [`cache::FAILURE_TTL`]
+    /// A fresh IAM access token from `source`, from the cache (locked by
+    /// the caller), else minted. A failure of the last [`cache::FAILURE_TTL`]
     /// seconds is answered without a request; a token inside its refresh
     /// margin is answered while minting fails.
-    fn iam_token(
-        &mut self,
-        cache: &mut Cache,
-        target: &Target,
-        key: &Secret<String>,
-    ) -> Result<Minted> {
+    fn iam_token(&mut self, cache: &mut Cache, target: &Target, source: &Source) -> Result<Minted> {
         let (now, host) = (self.now(), self.host);
         let held = cache.iam(&target.iam).cloned();
         let freshness = held.as_ref().map(|m| m.freshness(now));
         if let (Some(m), Some(Freshness::Fresh)) = (&held, freshness) {
             debug!(
                 "mint",
-                "{host}: reusing the cached IAM access token for this key"
+                "{host}: reusing the cached IAM access token of {}",
+                source.name()
             );
             return Ok(m.clone());
         }
@@ -155,15 +168,18 @@ impl Minting {
         let iam = &target.endpoints.iam;
         debug!(
             "mint",
-            "{host}: minting an IAM access token at {} ({reason})",
+            "{host}: minting an IAM access token from {} at {} ({reason})",
+            source.name(),
             iam.as_str()
         );
-        match self.minter()?.iam_token(iam, key) {
-            Ok(t) => {
-                let minted_at = self.now();
+        match self.mint(target, source) {
+            Ok((t, issued_at)) => {
+                let now = self.now();
+                // A session's own token counts its margin from when it was issued.
+                let minted_at = issued_at.unwrap_or(now).min(now);
                 // Local clock + expires_in, never past the token's own `exp`:
                 // a clock that runs fast must not keep a dead token.
-                let expires_at = (minted_at + t.expires_in.min(MAX_IAM_LIFETIME))
+                let expires_at = (now + t.expires_in.min(MAX_IAM_LIFETIME))
                     .min(jwt::expiry(t.access_token.expose()).unwrap_or(u64::MAX));
                 let minted = Minted {
                     token: t.access_token,
@@ -192,6 +208,82 @@ impl Minting {
         }
     }
 
+    /// One request for an IAM access token from `source`, its errors one
+    /// line that starts with the source's name. An `ibmcloud login` session
+    /// whose own token is fresh needs no request: that token is the answer
+    /// (and, inside its margin, the answer while the refresh fails).
+    /// With the token, the time it was issued when it was not minted now
+    /// (a session's own token: its margin counts from its `iat`).
+    fn mint(&mut self, target: &Target, source: &Source) -> Result<(IamToken, Option<u64>)> {
+        let iam = &target.endpoints.iam;
+        let now = self.now();
+        let minted = match source {
+            Source::ApiKey { key, .. } => self.minter()?.iam_token(iam, key),
+            Source::CrToken(c) => {
+                let token = match &c.token {
+                    CrTokenFrom::Value(token) => Ok(token.clone()),
+                    CrTokenFrom::File(path) => chain::read_cr_token(path),
+                };
+                match token {
+                    Ok(token) => self.minter()?.cr_token(iam, &token, &c.profile),
+                    Err(e) => Err(e),
+                }
+            }
+            Source::Vpc(v) => self.minter()?.vpc_token(&v.metadata, v.profile.as_ref()),
+            Source::Session(s) => {
+                let current = s.current(now);
+                let adopt = |m: Minted| {
+                    let token = IamToken {
+                        expires_in: m.expires_at.saturating_sub(now),
+                        access_token: m.token,
+                        account: m.account,
+                    };
+                    Ok((token, Some(m.minted_at)))
+                };
+                if let Some(m) = current
+                    .clone()
+                    .filter(|m| m.freshness(now) == Freshness::Fresh)
+                {
+                    debug!(
+                        "mint",
+                        "{}: the session's own token is fresh; no request", self.host
+                    );
+                    return adopt(m);
+                }
+                match &s.refresh {
+                    None => Err(anyhow!(
+                        "its access token has expired and it holds no refresh token: run `ibmcloud login` again"
+                    )),
+                    Some(refresh) => match (self.minter()?.refresh(iam, refresh), current) {
+                        (Err(e), Some(m)) => {
+                            debug!(
+                                "mint",
+                                "{}: refreshing failed ({e:#}); the session's own token is valid for {}s more",
+                                self.host,
+                                m.expires_at.saturating_sub(now)
+                            );
+                            return adopt(m);
+                        }
+                        (refreshed, _) => refreshed,
+                    },
+                }
+            }
+        };
+        minted
+            .map(|t| (t, None))
+            .map_err(|e| anyhow!("{}: {e:#}", source.name()))
+    }
+
+    /// An IAM access token from `source` for a kubelet request: from the
+    /// cache, else minted, under the lock; nothing is remembered for a host.
+    pub fn bearer(&mut self, target: &Target, source: &Source) -> Result<Minted, Error> {
+        let dir = self.dir.clone();
+        let minted = cache::with_locked(&dir, self.now(), |cache| {
+            self.iam_token(cache, target, source)
+        })??;
+        Ok(minted)
+    }
+
     /// A registry token from the cache, else created through the registry
     /// token API; `None` when creation is refused (now or within the last
     /// [`cache::REFUSAL_TTL`] seconds): bearer answers then.
@@ -199,8 +291,8 @@ impl Minting {
         &mut self,
         cache: &mut Cache,
         target: &Target,
-        key: &Secret<String>,
-    ) -> Result<Option<Secret<String>>> {
+        source: &Source,
+    ) -> Result<Option<Minted>> {
         let (now, host) = (self.now(), self.host);
         if cache.refused(&target.registry.refusal(), now) {
             let api = target.endpoints.api.as_str();
@@ -213,14 +305,14 @@ impl Minting {
         let held = cache.registry(&target.registry).cloned();
         let freshness = held.as_ref().map(|m| m.freshness(now));
         if let (Some(m), Some(Freshness::Fresh)) = (&held, freshness) {
-            return Ok(Some(m.token.clone()));
+            return Ok(Some(m.clone()));
         }
         let still_valid = held.filter(|_| freshness == Some(Freshness::ExpiringSoon));
-        match self.create_registry_token(cache, target, key, now) {
+        match self.create_registry_token(cache, target, source, now) {
             Err(e) => match still_valid {
                 Some(m) => {
                     debug!("mint", "{host}: re-minting failed ({e:#}); the cached registry token is valid for {}s more", m.expires_at.saturating_sub(now));
-                    Ok(Some(m.token))
+                    Ok(Some(m))
                 }
                 None => Err(e),
             },
@@ -234,14 +326,14 @@ impl Minting {
         &mut self,
         cache: &mut Cache,
         target: &Target,
-        key: &Secret<String>,
+        source: &Source,
         now: u64,
-    ) -> Result<Option<Secret<String>>> {
+    ) -> Result<Option<Minted>> {
         let host = self.host;
         if let Some(failure) = cache.recent_failure(&target.registry_mint(), now) {
             return Err(failure);
         }
-        let iam_token = self.iam_token(cache, target, key)?;
+        let iam_token = self.iam_token(cache, target, source)?;
         let account = iam_token.account.clone().ok_or_else(|| {
             anyhow!("the IAM access token from {} names no account (account.bss), which the registry token API needs", target.endpoints.iam.as_str())
         })?;
@@ -265,7 +357,6 @@ impl Minting {
                 let minted_at = self.now();
                 let expires_at = t.expires_at.unwrap_or(minted_at + cache::REFUSAL_TTL);
                 debug!("mint", "{host}: created registry token {}", t.id);
-                let token = t.token.clone();
                 let minted = Minted {
                     token: t.token,
                     minted_at,
@@ -276,9 +367,9 @@ impl Minting {
                     iam: Some(target.iam.clone()),
                 };
                 if keep(host, "a registry token", minted_at, expires_at) {
-                    cache.put_registry(target.registry.clone(), minted);
+                    cache.put_registry(target.registry.clone(), minted.clone());
                 }
-                Ok(Some(token))
+                Ok(Some(minted))
             }
             Ok(Created::Refused { status, reason }) => {
                 debug!("mint", "{host}: registry token creation answered {status}");

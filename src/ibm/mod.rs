@@ -1,21 +1,25 @@
 //! What `get`, `store` and `erase` do for an IBM host: read the settings,
-//! the token cache and (only on a miss) the store, let [`decide`] choose the
-//! answer, and mint under the cache lock ([`minting`]) when it says so.
+//! the token cache and (only on a miss) the store and the credential chain,
+//! let [`decide`] choose the answer, and mint under the cache lock
+//! ([`minting`]) when it says so.
 //!
 //! ```text
 //! get: settings ─▶ cache ─▶ fresh? answer            (no keyring, no network)
-//!                    └▶ store (host, then icr.io) + environment key
+//!                    └▶ store (host, then icr.io)
+//!                    └▶ chain: env key, CR token, projected token, [VPC], session
 //!                         └▶ decide: as stored | api key | mint | not found
 //!                              └▶ minting: lock, re-check, mint, remember
 //! ```
 
+mod chain;
 mod decide;
 mod minting;
+mod source;
 mod target;
 
 use anyhow::Result;
 
-use crate::cache::{self, Cache, Fingerprint, Identity, Minted, RegistryKey};
+use crate::cache::{self, Cache, Minted, RegistryKey};
 use crate::mint::APIKEY_GRANT;
 use crate::protocol::{Credentials, Error};
 use crate::registry::{IbmHost, GLOBAL_HOST};
@@ -24,9 +28,11 @@ use crate::settings::Settings;
 use crate::store::{self, Record, SecretStore};
 use crate::{debug, jwt, log, Env};
 
+pub use chain::PROJECTED_TOKEN_PATHS;
 pub use decide::Answer;
 use decide::{Decision, Kind, BEARER};
 use minting::Minting;
+pub use source::{CrToken, CrTokenFrom, Source};
 use target::{Endpoints, Target};
 
 /// The store a `get` reads, opened only when the token cache cannot answer.
@@ -40,14 +46,20 @@ pub fn get(env: &Env, host: IbmHost, now: u64, open_store: OpenStore<'_>) -> Res
     let settings = Settings::load(&dirs.config)?;
     let mode = settings.mode(env, host)?;
     let access = settings.token_access(env, host)?;
+    let choice = settings.identity(env)?;
     // A bad endpoint matters only when a mint needs it.
     let endpoints = Endpoints::for_host(env, host);
 
     let cache = Cache::load(&dirs.cache)?;
     if let Ok(endpoints) = &endpoints {
-        let env_key = env.api_key.as_ref();
-        if let Some(answer) = decide::cached(&cache, host, mode, access, endpoints, env_key, now) {
-            debug!("get", "{host}: answered from the token cache");
+        let current = || chain::first(env, choice).ok().flatten();
+        let cached = decide::cached(&cache, host, mode, access, endpoints, choice, current, now);
+        if let Some(answer) = cached {
+            let left = answer.expires_at.unwrap_or(now).saturating_sub(now);
+            debug!(
+                "get",
+                "{host}: answered from the token cache (valid {left}s more)"
+            );
             return Ok(answer);
         }
     }
@@ -55,20 +67,39 @@ pub fn get(env: &Env, host: IbmHost, now: u64, open_store: OpenStore<'_>) -> Res
 
     let store = open_store()?;
     let stored = read(&store, host.name())?;
-    let global = match decide::needs_global(host, stored.as_ref(), now) {
+    let global = match decide::needs_global(host, choice, stored.as_ref(), now) {
         true => read(&store, GLOBAL_HOST)?,
         false => None,
     };
-    match decide::decide(host, mode, stored, global, env.api_key.as_ref(), now) {
+    let chain = match decide::needs_chain(host, choice, stored.as_ref(), global.as_ref(), now) {
+        true => chain::first(env, choice)?,
+        false => None,
+    };
+    match decide::decide(host, mode, choice, (stored, global), chain, now) {
         Decision::Answer(answer) => Ok(answer),
         Decision::NotFound => Err(Error::NotFound),
-        Decision::Mint { key, source } => {
-            let identity = Identity::ApiKey(Fingerprint::of(&key));
-            let target = Target::new(&endpoints?, identity, access);
+        Decision::Mint(source) => {
+            let endpoints = source.endpoints(&endpoints?)?;
+            let target = Target::new(&endpoints, source.identity(), access);
             let mut minting = Minting::new(dirs.cache.clone(), host, now, epoch);
-            minting.answer(mode, &target, &key, source)
+            minting.answer(mode, &target, &source)
         }
     }
+}
+
+/// An IAM access token for `host` from `source` (a kubelet request's
+/// service account token): from the token cache, else minted under its
+/// lock, with the same margins and failure memory as `get`; nothing is
+/// remembered for the host (the source is the pod's, not the host's).
+pub fn bearer(env: &Env, host: IbmHost, now: u64, source: &Source) -> Result<Answer, Error> {
+    let dirs = env.dirs()?;
+    let settings = Settings::load(&dirs.config)?;
+    let access = settings.token_access(env, host)?;
+    let endpoints = source.endpoints(&Endpoints::for_host(env, host)?)?;
+    let target = Target::new(&endpoints, source.identity(), access);
+    let mut minting = Minting::new(dirs.cache.clone(), host, now, (0, 0));
+    let minted = minting.bearer(&target, source)?;
+    Ok(Answer::new(BEARER, minted.token, Some(minted.expires_at)))
 }
 
 fn read(store: &Option<Box<dyn SecretStore + '_>>, key: &str) -> Result<Option<Record>> {
@@ -244,7 +275,13 @@ mod tests {
                 "http://127.0.0.1:9".into(),
             ),
         ];
-        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        // The extras come first: the first match wins, so they override the defaults.
+        let mut extras: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        extras.append(&mut vars);
+        let vars = extras;
         Env::from_lookup(
             |n| {
                 vars.iter()
@@ -278,7 +315,8 @@ mod tests {
     fn a_fresh_cached_token_answers_without_opening_the_store() {
         let env = env("cached", &[]);
         let host = IbmHost::lookup("us.icr.io").unwrap();
-        let identity = Identity::ApiKey(Fingerprint::of(&Secret::new("k".into())));
+        let identity =
+            crate::cache::Identity::ApiKey(crate::cache::Fingerprint::of(&Secret::new("k".into())));
         let endpoints = Endpoints::for_host(&env, host).unwrap();
         let target = Target::new(&endpoints, identity.clone(), TokenAccess::ReadWrite);
         let mut cache = Cache::default();
@@ -327,7 +365,8 @@ mod tests {
             Mode::ApiKey,
             TokenAccess::ReadWrite,
             &Endpoints::for_host(&apikey, host).unwrap(),
-            None,
+            crate::settings::IdentityChoice::Auto,
+            || None,
             NOW
         )
         .is_none());
@@ -397,5 +436,72 @@ mod tests {
         assert!(!minted_from_api_key(&token("password")));
         assert!(!minted_from_api_key(&Secret::new("opaque".into())));
         assert_eq!(jwt::expiry(&jwt(NOW)), Some(NOW), "the test tokens decode");
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the fake stamps tokens with the real clock
+    fn a_projected_token_at_the_sdk_paths_mints_once_when_a_profile_is_named() {
+        // issue 11.1: the chain's third source, read at IBM's SDK paths (here, test paths)
+        use fake_ibm::{FakeIbm, TrustedProfile};
+        let fake = FakeIbm::start(fake_ibm::Config::default());
+        let account = "0123456789abcdef0123456789abcdef";
+        let sa = "system:serviceaccount:ci:builder";
+        let profile = TrustedProfile::new("ci-pull", account, &[sa]);
+        fake.add_profile(profile.clone());
+        let dir = std::env::temp_dir().join(format!("ibmcr-projected-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("sa-token");
+        std::fs::write(&token, fake.cr_token("https://k8s", sa, 3600)).unwrap();
+        let url = fake.url();
+        let vars = [
+            ("IBMCLOUD_IAM_API_ENDPOINT", url.as_str()),
+            ("IBMCLOUD_CR_PROFILE", profile.id.as_str()),
+        ];
+        let mut env = env("projected", &vars);
+        env.projected_token_paths = vec![dir.join("vault-token"), token.clone()];
+        let store = MemoryStore::default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let answer = |env: &Env, host: &str| {
+            let store = &store;
+            super::get(
+                env,
+                IbmHost::lookup(host).unwrap(),
+                now,
+                Box::new(move || Ok(Some(Box::new(store)))),
+            )
+        };
+        let first = answer(&env, "us.icr.io").unwrap();
+        assert_eq!(first.username, "iambearer");
+        let requests = fake.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(
+            requests[0].form_param("grant_type").as_deref(),
+            Some("urn:ibm:params:oauth:grant-type:cr-token")
+        );
+        assert_eq!(
+            requests[0].form_param("profile_id").as_deref(),
+            Some(profile.id.as_str())
+        );
+        // Rotated by the kubelet: the cache still answers, no second mint.
+        std::fs::write(&token, fake.cr_token("https://k8s", sa, 3600)).unwrap();
+        let again = answer(&env, "de.icr.io").unwrap();
+        assert_eq!(again.secret, first.secret);
+        assert_eq!(fake.requests().len(), 1);
+        let cache = Cache::load(&env.dirs().unwrap().cache).unwrap();
+        let entry = cache.host("us.icr.io").unwrap();
+        assert_eq!(entry.source, crate::cache::KeySource::Projected);
+        // No profile named: the projected token is not a source.
+        let bare = self::env(
+            "projected-2",
+            &[("IBMCLOUD_IAM_API_ENDPOINT", url.as_str())],
+        );
+        let mut bare = bare;
+        bare.projected_token_paths = vec![token];
+        assert!(matches!(answer(&bare, "us.icr.io"), Err(Error::NotFound)));
+        assert_eq!(fake.requests().len(), 1);
     }
 }

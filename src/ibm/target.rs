@@ -17,6 +17,9 @@ pub struct Endpoints {
     pub iam: Endpoint,
     /// Registry API: `IBMCLOUD_CR_API_ENDPOINT`, else `https://<host>`.
     pub api: Endpoint,
+    /// True when `iam` came from `IBMCLOUD_IAM_API_ENDPOINT`: it then wins
+    /// over the IAM an `ibmcloud login` session names.
+    pub iam_from_env: bool,
 }
 
 impl Endpoints {
@@ -39,7 +42,11 @@ impl Endpoints {
         };
         let api = Endpoint::parse(&api)
             .map_err(|e| anyhow!("{}: {e:#}", env::IBMCLOUD_CR_API_ENDPOINT))?;
-        Ok(Endpoints { iam, api })
+        Ok(Endpoints {
+            iam,
+            api,
+            iam_from_env: env.iam_endpoint.is_some(),
+        })
     }
 }
 

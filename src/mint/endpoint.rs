@@ -1,5 +1,6 @@
 //! Which base URLs the helper may call, held normalised: https, or plain http
-//! on a loopback host only.
+//! on a loopback host only; and the VPC instance metadata service, the one
+//! non-loopback plain-http endpoint, called only for its two identity paths.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -15,6 +16,11 @@ use crate::log;
 pub const DEFAULT_IAM: &str = "https://iam.cloud.ibm.com";
 /// IBM Cloud IAM on the private network (implied by `private.*` registry hosts).
 pub const PRIVATE_IAM: &str = "https://private.iam.cloud.ibm.com";
+/// The VPC instance metadata service (../shared/fleet.md §3): plain http on a
+/// link-local address, reachable only from inside a VPC virtual server.
+pub const DEFAULT_METADATA: &str = "http://api.metadata.cloud.ibm.com";
+/// The metadata service's host name.
+const METADATA_HOST: &str = "api.metadata.cloud.ibm.com";
 
 /// A base URL the helper may call: https, or http only on a loopback host
 /// (127.0.0.0/8, `localhost`, `[::1]`).
@@ -25,6 +31,8 @@ pub const PRIVATE_IAM: &str = "https://private.iam.cloud.ibm.com";
 pub struct Endpoint {
     base: String,
     loopback: bool,
+    /// The VPC instance metadata service ([`Endpoint::parse_metadata`]).
+    metadata: bool,
 }
 
 impl Endpoint {
@@ -70,7 +78,40 @@ impl Endpoint {
         Ok(Endpoint {
             base: format!("{}://{host}{port}{path}", parsed.scheme()),
             loopback,
+            metadata: false,
         })
+    }
+
+    /// The VPC instance metadata service's base URL: as [`Endpoint::parse`],
+    /// and plain http is also allowed for `api.metadata.cloud.ibm.com` and
+    /// link-local addresses (169.254.0.0/16, where the service lives). Such an
+    /// endpoint is never reached through a proxy, and the minter calls only
+    /// the two identity paths below it.
+    pub fn parse_metadata(url: &str) -> Result<Endpoint> {
+        let trimmed = url.trim().trim_end_matches('/');
+        let as_https = match trimmed.get(..7) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("http://") => {
+                let host = Url::parse(trimmed)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+                host.filter(|h| is_metadata_host(h))
+                    .map(|_| format!("https://{}", &trimmed[7..]))
+            }
+            _ => None,
+        };
+        let mut endpoint = match &as_https {
+            // Checked as https (userinfo, query, fragment…), kept as http.
+            Some(https) => {
+                let mut e = Endpoint::parse(https).map_err(|e| {
+                    anyhow!("{}", e.to_string().replacen("`https://", "`http://", 1))
+                })?;
+                e.base = format!("http://{}", &e.base["https://".len()..]);
+                e
+            }
+            None => Endpoint::parse(trimmed)?,
+        };
+        endpoint.metadata = true;
+        Ok(endpoint)
     }
 
     /// As [`Endpoint::parse`], and strips a trailing `/identity/token`: IBM's
@@ -89,9 +130,14 @@ impl Endpoint {
     }
 
     /// True for 127.0.0.0/8, `localhost` and `[::1]`: reached without a proxy,
-    /// and the only hosts allowed plain http.
+    /// and the only hosts allowed plain http (the metadata service aside).
     pub fn is_loopback(&self) -> bool {
         self.loopback
+    }
+
+    /// True for the VPC instance metadata service: reached without a proxy.
+    pub fn is_metadata(&self) -> bool {
+        self.metadata
     }
 
     /// The URL of `path` (which starts with `/`) below this base.
@@ -103,6 +149,14 @@ impl Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.base)
+    }
+}
+
+/// True for the metadata service's name and link-local IPv4 addresses.
+fn is_metadata_host(host: &str) -> bool {
+    match host.parse::<std::net::Ipv4Addr>() {
+        Ok(ip) => ip.is_link_local(),
+        Err(_) => host == METADATA_HOST,
     }
 }
 
@@ -173,6 +227,41 @@ mod tests {
             control,
             "`https://bad host` must not contain control characters"
         );
+    }
+
+    #[test]
+    fn the_metadata_service_is_the_one_plain_http_endpoint_elsewhere() {
+        for (input, base, loopback) in [
+            (DEFAULT_METADATA, DEFAULT_METADATA, false),
+            (
+                "HTTP://API.metadata.cloud.ibm.com/",
+                "http://api.metadata.cloud.ibm.com",
+                false,
+            ),
+            ("http://169.254.169.254", "http://169.254.169.254", false),
+            (
+                "https://api.metadata.cloud.ibm.com",
+                "https://api.metadata.cloud.ibm.com",
+                false,
+            ),
+            ("http://127.0.0.1:9", "http://127.0.0.1:9", true),
+        ] {
+            let e = Endpoint::parse_metadata(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!((e.as_str(), e.is_loopback()), (base, loopback), "{input}");
+            assert!(e.is_metadata());
+        }
+        for bad in [
+            "http://example.com",
+            "http://api.metadata.cloud.ibm.com.evil.example",
+            "http://10.0.0.1",
+            "http://user:pw@169.254.169.254",
+            "http://169.254.169.254/?x=1",
+        ] {
+            assert!(Endpoint::parse_metadata(bad).is_err(), "{bad}");
+        }
+        // Only through parse_metadata: an IAM or registry endpoint stays https.
+        assert!(Endpoint::parse(DEFAULT_METADATA).is_err());
+        assert!(!Endpoint::parse("https://x").unwrap().is_metadata());
     }
 
     #[test]

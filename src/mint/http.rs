@@ -19,6 +19,9 @@ use crate::log;
 
 /// How long a TCP + TLS connect may take before it counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same for the VPC metadata service: a link-local address on the same
+/// host answers at once, and off-cloud nothing answers at all.
+pub const METADATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Waits before the first and second retry; their count is the number of retries.
 pub const RETRY_BACKOFF: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(600)];
 
@@ -72,6 +75,8 @@ pub(super) struct Http {
     proxied: OnceLock<Client>,
     /// For loopback endpoints: never through a proxy.
     direct: OnceLock<Client>,
+    /// For the VPC metadata service: never through a proxy, plain http.
+    metadata: OnceLock<Client>,
 }
 
 impl Http {
@@ -81,6 +86,7 @@ impl Http {
             bound,
             proxied: OnceLock::new(),
             direct: OnceLock::new(),
+            metadata: OnceLock::new(),
         }
     }
 
@@ -91,21 +97,23 @@ impl Http {
 
     /// The client for `endpoint`, built on first use.
     fn client(&self, endpoint: &Endpoint) -> std::result::Result<&Client, String> {
-        let cell = if endpoint.is_loopback() {
-            &self.direct
+        let (cell, connect_timeout) = if endpoint.is_metadata() {
+            (&self.metadata, METADATA_CONNECT_TIMEOUT)
+        } else if endpoint.is_loopback() {
+            (&self.direct, CONNECT_TIMEOUT)
         } else {
-            &self.proxied
+            (&self.proxied, CONNECT_TIMEOUT)
         };
         if let Some(client) = cell.get() {
             return Ok(client);
         }
         let builder = Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_timeout(connect_timeout)
             .timeout(self.bound)
             .user_agent(USER_AGENT)
             // A redirect could carry the API key in a re-sent body elsewhere.
             .redirect(Policy::none());
-        let builder = if endpoint.is_loopback() {
+        let builder = if endpoint.is_loopback() || endpoint.is_metadata() {
             builder.no_proxy()
         } else {
             builder.https_only(true)
@@ -125,7 +133,19 @@ impl Http {
         retry: Retry,
         build: impl Fn(&Client) -> RequestBuilder,
     ) -> Result<Reply> {
-        let deadline = Instant::now() + self.bound;
+        self.send_until(Instant::now() + self.bound, endpoint, call, retry, build)
+    }
+
+    /// As [`Http::send`], within a `deadline` shared with other requests of
+    /// the same public call (the two metadata calls of one VPC mint).
+    pub(super) fn send_until(
+        &self,
+        deadline: Instant,
+        endpoint: &Endpoint,
+        call: &Call,
+        retry: Retry,
+        build: impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<Reply> {
         let client = self.client(endpoint).map_err(|why| call.fail(why))?;
         let timed_out = || call.fail(format!("timed out after {}", human(self.bound)));
         let mut attempt = 0;
@@ -162,7 +182,11 @@ impl Http {
                 }
                 Err(failure) => {
                     let past = Instant::now() >= deadline;
-                    let why = failure.describe(past, self.bound, call.secret);
+                    let connect = match endpoint.is_metadata() {
+                        true => METADATA_CONNECT_TIMEOUT,
+                        false => CONNECT_TIMEOUT,
+                    };
+                    let why = failure.describe(past, self.bound, connect, call.secret);
                     let again = attempt < RETRY_BACKOFF.len()
                         && !past
                         && match retry {
@@ -232,11 +256,18 @@ impl Failure {
         failure
     }
 
-    /// The `<why>` of the error line. A cause that could carry `secret`, the
-    /// secret the request sent, is withheld (issue 10.7): the text of an
-    /// error below reqwest may quote what a server sent (a TLS error names
-    /// the certificate's names, for one).
-    fn describe(&self, past_deadline: bool, bound: Duration, secret: &str) -> String {
+    /// The `<why>` of the error line; `connect` is the endpoint's connect
+    /// timeout. A cause that could carry `secret`, the secret the request
+    /// sent, is withheld (issue 10.7): the text of an error below reqwest may
+    /// quote what a server sent (a TLS error names the certificate's names,
+    /// for one).
+    fn describe(
+        &self,
+        past_deadline: bool,
+        bound: Duration,
+        connect: Duration,
+        secret: &str,
+    ) -> String {
         let cause = if scrub::could_carry(&self.cause, secret) {
             scrub::CAUSE_WITHHELD
         } else {
@@ -245,10 +276,7 @@ impl Failure {
         if past_deadline || (self.timeout && !self.before_sending) {
             format!("timed out after {}", human(bound))
         } else if self.before_sending && self.timeout {
-            format!(
-                "could not connect (timed out after {})",
-                human(CONNECT_TIMEOUT)
-            )
+            format!("could not connect (timed out after {})", human(connect))
         } else if self.before_sending {
             format!("could not connect ({cause})")
         } else if self.reading {
@@ -397,16 +425,21 @@ mod tests {
         ] {
             let cause = format!("invalid header {echoed}");
             assert_eq!(
-                failure(cause.clone(), true).describe(false, bound, KEY),
+                failure(cause.clone(), true).describe(false, bound, CONNECT_TIMEOUT, KEY),
                 format!("could not read the response ({withheld})")
             );
             assert_eq!(
-                failure(cause, false).describe(false, bound, KEY),
+                failure(cause, false).describe(false, bound, CONNECT_TIMEOUT, KEY),
                 format!("could not connect ({withheld})")
             );
         }
         assert_eq!(
-            failure("connection refused".into(), false).describe(false, bound, KEY),
+            failure("connection refused".into(), false).describe(
+                false,
+                bound,
+                CONNECT_TIMEOUT,
+                KEY
+            ),
             "could not connect (connection refused)"
         );
     }

@@ -1,5 +1,7 @@
-//! The IBM Cloud client, [`Minter`]: IAM access tokens from an API key, and
-//! registry tokens from an access token (../shared/ibm-api.md §1, §2).
+//! The IBM Cloud client, [`Minter`]: IAM access tokens from an API key, a
+//! compute-resource token, a refresh token or the VPC instance identity, and
+//! registry tokens from an access token (../shared/ibm-api.md §1, §2;
+//! ../shared/fleet.md §2, §3).
 //!
 //! This is the only module that imports reqwest. A [`Minter`] is built only
 //! on a cache miss, and its clients are built on first use, so a cached `get`
@@ -35,12 +37,16 @@ use anyhow::Result;
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;
 
-pub use endpoint::{Endpoint, DEFAULT_IAM, PRIVATE_IAM};
-pub(crate) use wire::APIKEY_GRANT;
+pub use endpoint::{Endpoint, DEFAULT_IAM, DEFAULT_METADATA, PRIVATE_IAM};
+pub use wire::TrustedProfile;
+pub(crate) use wire::{account_of, APIKEY_GRANT};
 
 use crate::secret::Secret;
 use http::{Call, Http, Retry};
-use wire::{IAM_TOKEN_PATH, TOKENS_PATH};
+use wire::{
+    BX_CLIENT, IAM_TOKEN_PATH, INSTANCE_TOKEN_LIFETIME, METADATA_IAM_TOKEN_PATH,
+    METADATA_TOKEN_PATH, METADATA_VERSION, SESSION_OVER, TOKENS_PATH,
+};
 
 /// The most one public call of [`Minter`] may take, retries and waits included.
 pub const MINT_BOUND: Duration = Duration::from_secs(15);
@@ -127,19 +133,162 @@ impl Minter {
             secret: api_key.expose(),
         };
         let body = wire::apikey_form(api_key.expose());
-        let reply = self.http.send(iam, &call, Retry::Transient, |client| {
-            client
+        self.token_request(iam, &call, body, None)
+    }
+
+    /// Exchanges a compute-resource (CR) token for an IAM access token of the
+    /// trusted profile (`POST {iam}/identity/token`, cr-token grant, no
+    /// client credentials). Retried as [`Minter::iam_token`].
+    pub fn cr_token(
+        &self,
+        iam: &Endpoint,
+        cr_token: &Secret<String>,
+        profile: &TrustedProfile,
+    ) -> Result<IamToken> {
+        let call = Call {
+            what: "IAM cr-token request",
+            url: iam.join(IAM_TOKEN_PATH),
+            secret: cr_token.expose(),
+        };
+        let body = wire::cr_token_form(cr_token.expose(), profile);
+        self.token_request(iam, &call, body, None)
+    }
+
+    /// Refreshes an `ibmcloud login` session (`POST {iam}/identity/token`,
+    /// refresh grant, the CLI's `bx:bx` client). The new refresh token IAM
+    /// returns is dropped: the session file is the CLI's, never written here.
+    /// A session that is over (`BXNIM0408E`, `BXNIM0439E`) says to log in again.
+    pub fn refresh(&self, iam: &Endpoint, refresh_token: &Secret<String>) -> Result<IamToken> {
+        let call = Call {
+            what: "IAM refresh request",
+            url: iam.join(IAM_TOKEN_PATH),
+            secret: refresh_token.expose(),
+        };
+        let body = wire::refresh_form(refresh_token.expose());
+        self.token_request(iam, &call, body, Some(BX_CLIENT))
+    }
+
+    /// One IAM token request: the form `body`, `authorization` if any;
+    /// retried on connection trouble, timeouts, 5xx and 429.
+    fn token_request(
+        &self,
+        iam: &Endpoint,
+        call: &Call,
+        body: String,
+        authorization: Option<&'static str>,
+    ) -> Result<IamToken> {
+        let reply = self.http.send(iam, call, Retry::Transient, |client| {
+            let request = client
                 .post(&call.url)
                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .header(ACCEPT, "application/json")
-                .body(body.clone())
+                .header(ACCEPT, "application/json");
+            match authorization {
+                Some(value) => request.header(AUTHORIZATION, value),
+                None => request,
+            }
+            .body(body.clone())
         })?;
+        crate::debug!("mint", "{} answered {}", call.url, reply.status);
+        if !reply.status.is_success() {
+            let why = wire::status_error(reply.status, &reply.body, call.secret);
+            let over = wire::error_code(&reply.body)
+                .is_some_and(|code| SESSION_OVER.contains(&code.as_str()));
+            return Err(match authorization.is_some() && over {
+                true => call.fail(format!("{why}: run `ibmcloud login` again")),
+                false => call.fail(why),
+            });
+        }
+        wire::parse_iam_token(&reply.body)
+            .map_err(|why| call.fail(format!("malformed response: {why}")))
+    }
+
+    /// An IAM access token for this VPC virtual server from its instance
+    /// metadata service (../shared/fleet.md §3): an instance identity token
+    /// (`PUT {metadata}/instance_identity/v1/token`, `Metadata-Flavor: ibm`),
+    /// then the IAM token (`POST …/iam_token`) for `profile`, or the
+    /// instance's default trusted profile. No IAM call: the metadata service
+    /// answers an IAM access token. Both requests share one bound.
+    pub fn vpc_token(
+        &self,
+        metadata: &Endpoint,
+        profile: Option<&TrustedProfile>,
+    ) -> Result<IamToken> {
+        let deadline = std::time::Instant::now() + self.http.bound();
+        let query = format!("?version={METADATA_VERSION}");
+        let identity_call = Call {
+            what: "VPC instance identity token request",
+            url: metadata.join(METADATA_TOKEN_PATH),
+            secret: "",
+        };
+        let iam_call_url = metadata.join(METADATA_IAM_TOKEN_PATH);
+        let iam_body = wire::metadata_iam_body(profile).map_err(|why| {
+            let call = Call {
+                what: "VPC IAM token request",
+                url: iam_call_url.clone(),
+                secret: "",
+            };
+            call.fail(why)
+        })?;
+        let lifetime = serde_json::json!({ "expires_in": INSTANCE_TOKEN_LIFETIME }).to_string();
+        let url = format!("{}{query}", identity_call.url);
+        let reply = self.http.send_until(
+            deadline,
+            metadata,
+            &identity_call,
+            Retry::Transient,
+            |client| {
+                client
+                    .put(&url)
+                    .header("Metadata-Flavor", "ibm")
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(ACCEPT, "application/json")
+                    .body(lifetime.clone())
+            },
+        )?;
+        crate::debug!("mint", "{} answered {}", identity_call.url, reply.status);
+        if !reply.status.is_success() {
+            return Err(identity_call.fail(wire::status_error(reply.status, &reply.body, "")));
+        }
+        let (identity, _) = wire::parse_metadata_token(&reply.body)
+            .map_err(|why| identity_call.fail(format!("malformed response: {why}")))?;
+        let identity = Secret::new(identity);
+        let call = Call {
+            what: "VPC IAM token request",
+            url: iam_call_url,
+            secret: identity.expose(),
+        };
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", identity.expose()))
+            .map_err(|_| {
+                identity_call.fail("malformed response: the token is not a valid header value")
+            })?;
+        authorization.set_sensitive(true);
+        let url = format!("{}{query}", call.url);
+        let reply =
+            self.http
+                .send_until(deadline, metadata, &call, Retry::Transient, |client| {
+                    let request = client
+                        .post(&url)
+                        .header(AUTHORIZATION, authorization.clone())
+                        .header(ACCEPT, "application/json");
+                    match iam_body.is_empty() {
+                        true => request,
+                        false => request
+                            .header(CONTENT_TYPE, "application/json")
+                            .body(iam_body.clone()),
+                    }
+                })?;
         crate::debug!("mint", "{} answered {}", call.url, reply.status);
         if !reply.status.is_success() {
             return Err(call.fail(wire::status_error(reply.status, &reply.body, call.secret)));
         }
-        wire::parse_iam_token(&reply.body)
-            .map_err(|why| call.fail(format!("malformed response: {why}")))
+        let (access_token, expires_in) = wire::parse_metadata_token(&reply.body)
+            .map_err(|why| call.fail(format!("malformed response: {why}")))?;
+        let account = wire::account_of(&access_token);
+        Ok(IamToken {
+            access_token: Secret::new(access_token),
+            expires_in,
+            account,
+        })
     }
 
     /// Creates a registry token (`POST {api}/api/v1/tokens?description=…&permanent=false&write=…`).
@@ -704,5 +853,285 @@ mod tests {
             .unwrap_err();
         error_text(&err, &["canary"]);
         assert!(fake.requests().is_empty());
+    }
+
+    // ---- issue 11: the cr-token and refresh grants, the VPC instance identity ----
+
+    const K8S: &str = "https://kubernetes.default.svc";
+    const SA: &str = "system:serviceaccount:ci:builder";
+
+    fn with_profile() -> (FakeIbm, fake_ibm::TrustedProfile) {
+        let fake = server();
+        let profile =
+            fake_ibm::TrustedProfile::new("ci-pull", ACCOUNT, &[SA, fake_ibm::VPC_INSTANCE_SUB]);
+        fake.add_profile(profile.clone());
+        (fake, profile)
+    }
+
+    #[test]
+    fn cr_token_request_is_exactly_the_cr_token_grant() {
+        let (fake, profile) = with_profile();
+        let cr = key(&fake.cr_token(K8S, SA, 600));
+        let minter = Minter::new().unwrap();
+        for (given, field) in [
+            (profile.id.as_str(), "profile_id"),
+            (profile.crn.as_str(), "profile_crn"),
+            ("ci-pull", "profile_name"),
+        ] {
+            fake.clear_requests();
+            let named = TrustedProfile::parse(given).unwrap();
+            let token = minter.cr_token(&endpoint(&fake), &cr, &named).unwrap();
+            assert_eq!(token.account.as_deref(), Some(ACCOUNT));
+            let claims = jwt::claims(token.access_token.expose()).unwrap();
+            assert_eq!(claims["sub"].as_str(), Some(profile.id.as_str()));
+            let r = &only_request(&fake, "POST", "/identity/token");
+            assert_eq!(
+                r.header("content-type"),
+                Some("application/x-www-form-urlencoded")
+            );
+            assert_eq!(r.header("accept"), Some("application/json"));
+            assert_eq!(r.header("authorization"), None, "no client credentials");
+            assert_eq!(
+                r.form_param("grant_type").as_deref(),
+                Some("urn:ibm:params:oauth:grant-type:cr-token")
+            );
+            assert_eq!(
+                r.form_param("cr_token").as_deref(),
+                Some(cr.expose().as_str())
+            );
+            assert_eq!(r.form_param(field).as_deref(), Some(given));
+            let fields = ["profile_id", "profile_crn", "profile_name"];
+            let named = fields.iter().filter(|f| r.form_param(f).is_some()).count();
+            assert_eq!(named, 1, "exactly one profile field");
+        }
+        assert_eq!(fake.stats().iam_mints_by_grant.get("cr-token"), Some(&3));
+    }
+
+    #[test]
+    fn cr_token_failures_are_one_line_without_the_token() {
+        let (fake, profile) = with_profile();
+        let minter = Minter::new().unwrap();
+        let id = TrustedProfile::Id(profile.id.clone());
+        let expired = key(&fake.cr_token(K8S, SA, 0));
+        let err = minter
+            .cr_token(&endpoint(&fake), &expired, &id)
+            .unwrap_err();
+        assert_eq!(
+            error_text(&err, &[expired.expose()]),
+            format!(
+                "IAM cr-token request to {}/identity/token failed: 400 Bad Request: \
+                 BXNIM0407E: Provided CR token is expired",
+                fake.url()
+            )
+        );
+        let live = key(&fake.cr_token(K8S, SA, 600));
+        let unknown = TrustedProfile::Id("Profile-unknown".into());
+        let err = minter
+            .cr_token(&endpoint(&fake), &live, &unknown)
+            .unwrap_err();
+        assert!(
+            error_text(&err, &[live.expose()]).ends_with("BXNIM0399E: Trusted profile not found")
+        );
+        let stranger = key(&fake.cr_token(K8S, "system:serviceaccount:x:y", 600));
+        let err = minter
+            .cr_token(&endpoint(&fake), &stranger, &id)
+            .unwrap_err();
+        let text = error_text(&err, &[stranger.expose()]);
+        assert!(text.contains("BXNIM0398E"), "{text}");
+        assert_eq!(
+            fake.count("POST", "/identity/token"),
+            3,
+            "4xx is not retried"
+        );
+    }
+
+    #[test]
+    fn refresh_is_the_cli_s_request_and_an_ended_session_says_log_in_again() {
+        let fake = server();
+        let (_, refresh_token) = fake.login(KEY).unwrap();
+        let refresh_token = key(&refresh_token);
+        let minter = Minter::new().unwrap();
+        let token = minter.refresh(&endpoint(&fake), &refresh_token).unwrap();
+        assert_eq!(token.account.as_deref(), Some(ACCOUNT));
+        let r = &only_request(&fake, "POST", "/identity/token");
+        assert_eq!(r.header("authorization"), Some("Basic Yng6Yng="));
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(
+            r.body_str(),
+            format!(
+                "grant_type=refresh_token&refresh_token={}&response_type=cloud_iam",
+                r.form_param("refresh_token").unwrap()
+            )
+        );
+        assert_eq!(
+            r.form_param("refresh_token").as_deref(),
+            Some(refresh_token.expose().as_str())
+        );
+        fake.expire_sessions();
+        let err = minter
+            .refresh(&endpoint(&fake), &refresh_token)
+            .unwrap_err();
+        assert_eq!(
+            error_text(&err, &[refresh_token.expose()]),
+            format!(
+                "IAM refresh request to {}/identity/token failed: 400 Bad Request: \
+                 BXNIM0408E: Provided refresh token is expired: run `ibmcloud login` again",
+                fake.url()
+            )
+        );
+        let (_, other) = fake.login(KEY).unwrap();
+        fake.invalidate_sessions();
+        let err = minter.refresh(&endpoint(&fake), &key(&other)).unwrap_err();
+        let text = error_text(&err, &[&other]);
+        assert!(
+            text.ends_with(
+                "BXNIM0439E: Session invalidated due to inactivity: run `ibmcloud login` again"
+            ),
+            "{text}"
+        );
+        let err = minter
+            .refresh(&endpoint(&fake), &key("unknown-refresh"))
+            .unwrap_err();
+        assert!(
+            !error_text(&err, &["unknown-refresh"]).contains("ibmcloud login"),
+            "another error"
+        );
+    }
+
+    fn metadata(fake: &FakeIbm) -> Endpoint {
+        Endpoint::parse_metadata(&fake.url()).unwrap()
+    }
+
+    #[test]
+    fn vpc_token_is_two_metadata_calls_and_no_iam_call() {
+        let (fake, profile) = with_profile();
+        let minter = Minter::new().unwrap();
+        let named = TrustedProfile::Id(profile.id.clone());
+        let token = minter.vpc_token(&metadata(&fake), Some(&named)).unwrap();
+        assert_eq!(token.expires_in, 1200);
+        assert_eq!(token.account.as_deref(), Some(ACCOUNT));
+        let requests = fake.requests();
+        assert_eq!(requests.len(), 2, "{requests:#?}");
+        let (put, post) = (&requests[0], &requests[1]);
+        assert_eq!(
+            (put.method.as_str(), put.path.as_str(), put.query.as_str()),
+            ("PUT", "/instance_identity/v1/token", "version=2022-03-01")
+        );
+        assert_eq!(put.header("metadata-flavor"), Some("ibm"));
+        assert_eq!(put.header("content-type"), Some("application/json"));
+        assert_eq!(put.header("accept"), Some("application/json"));
+        assert_eq!(put.header("authorization"), None);
+        assert_eq!(put.body_str(), r#"{"expires_in":300}"#);
+        assert_eq!(
+            (
+                post.method.as_str(),
+                post.path.as_str(),
+                post.query.as_str()
+            ),
+            (
+                "POST",
+                "/instance_identity/v1/iam_token",
+                "version=2022-03-01"
+            )
+        );
+        let bearer = post.header("authorization").unwrap();
+        assert!(
+            bearer.starts_with("Bearer ey"),
+            "the instance identity token"
+        );
+        assert_eq!(post.header("content-type"), Some("application/json"));
+        assert_eq!(
+            post.body_str(),
+            format!(r#"{{"trusted_profile":{{"id":"{}"}}}}"#, profile.id)
+        );
+        // By CRN, and with the instance's default profile (no body).
+        let crn = TrustedProfile::Crn(profile.crn.clone());
+        minter.vpc_token(&metadata(&fake), Some(&crn)).unwrap();
+        fake.update(|c| c.vpc_default_profile = Some(profile.id.clone()));
+        fake.clear_requests();
+        minter.vpc_token(&metadata(&fake), None).unwrap();
+        let post = &fake.requests()[1];
+        assert!(post.body.is_empty());
+        assert_eq!(post.header("content-type"), None);
+        let stats = fake.stats();
+        assert_eq!((stats.vpc_identity_tokens, stats.vpc_iam_tokens), (3, 3));
+        assert_eq!(stats.iam_mints, 0);
+        assert_eq!(fake.count("POST", "/identity/token"), 0);
+    }
+
+    #[test]
+    fn vpc_token_failures_are_one_line_and_bounded() {
+        let (fake, profile) = with_profile();
+        let minter = Minter::new().unwrap();
+        // A name cannot be sent: refused before any request.
+        let err = minter
+            .vpc_token(
+                &metadata(&fake),
+                Some(&TrustedProfile::Name("ci-pull".into())),
+            )
+            .unwrap_err();
+        assert_eq!(
+            error_text(&err, &[]),
+            format!(
+                "VPC IAM token request to {}/instance_identity/v1/iam_token failed: the VPC \
+                 instance identity takes a trusted profile id (Profile-…) or CRN (crn:…), not a name",
+                fake.url()
+            )
+        );
+        assert!(fake.requests().is_empty());
+        // A profile that does not trust the instance.
+        let other = fake_ibm::TrustedProfile::new("k8s-only", ACCOUNT, &[SA]);
+        fake.add_profile(other.clone());
+        let err = minter
+            .vpc_token(&metadata(&fake), Some(&TrustedProfile::Id(other.id)))
+            .unwrap_err();
+        let text = error_text(&err, &[]);
+        assert!(
+            text.contains("VPC IAM token request")
+                && text.contains("403 Forbidden: trusted_profile_not_linked"),
+            "{text}"
+        );
+        assert!(!text.contains("Bearer"), "{text}");
+        // Nothing listening: one line, quickly.
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let closed = Endpoint::parse_metadata(&format!("http://127.0.0.1:{port}")).unwrap();
+        let started = std::time::Instant::now();
+        let err = minter
+            .vpc_token(&closed, Some(&TrustedProfile::Id(profile.id.clone())))
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            error_text(&err, &[]),
+            format!(
+                "VPC instance identity token request to http://127.0.0.1:{port}/instance_identity/v1/token \
+                 failed: could not connect (connection refused)"
+            )
+        );
+        // Both calls share one bound.
+        fake.inject(fault(
+            "POST",
+            "/instance_identity",
+            FaultKind::Delay(Duration::from_secs(3)),
+            0,
+        ));
+        let started = std::time::Instant::now();
+        let err = Minter::with_bound(Duration::from_millis(800))
+            .vpc_token(
+                &metadata(&fake),
+                Some(&TrustedProfile::Id(profile.id.clone())),
+            )
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(error_text(&err, &[]).ends_with("timed out after 800ms"));
     }
 }

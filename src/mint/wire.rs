@@ -17,6 +17,74 @@ pub(super) const TOKENS_PATH: &str = "/api/v1/tokens";
 /// The API-key grant type (../shared/ibm-api.md §2.1); IAM access tokens
 /// minted from an API key name it in their `grant_type` claim.
 pub(crate) const APIKEY_GRANT: &str = "urn:ibm:params:oauth:grant-type:apikey";
+/// The compute-resource token grant type (../shared/fleet.md §2).
+pub(super) const CR_TOKEN_GRANT: &str = "urn:ibm:params:oauth:grant-type:cr-token";
+/// The refresh-token grant type (../shared/ibm-api.md §2.3).
+pub(super) const REFRESH_GRANT: &str = "refresh_token";
+/// `Authorization` of the IBM Cloud CLI's public `bx:bx` client: a refresh
+/// token of an `ibmcloud login` session needs the client that obtained it.
+pub(super) const BX_CLIENT: &str = "Basic Yng6Yng=";
+/// IAM's codes for a session that is over (../shared/fleet.md §2): the
+/// refresh token expired, or the session ended after inactivity.
+pub(super) const SESSION_OVER: [&str; 2] = ["BXNIM0408E", "BXNIM0439E"];
+/// The metadata service's instance identity token path (API version 2022-03-01).
+pub(super) const METADATA_TOKEN_PATH: &str = "/instance_identity/v1/token";
+/// The metadata service's IAM token path (API version 2022-03-01).
+pub(super) const METADATA_IAM_TOKEN_PATH: &str = "/instance_identity/v1/iam_token";
+/// The same two paths from API version 2025-07-15 on; unused while the
+/// helper asks for [`METADATA_VERSION`], kept so a switch is one edit.
+#[allow(dead_code)]
+pub(super) const METADATA_PATHS_2025: [&str; 2] = ["/identity/v1/token", "/identity/v1/iam_tokens"];
+/// The metadata API version the helper asks for (../shared/fleet.md §3).
+pub(super) const METADATA_VERSION: &str = "2022-03-01";
+/// Life of an instance identity token, seconds: it is spent at once on the
+/// IAM token (go-sdk-core asks for the same 300).
+pub(super) const INSTANCE_TOKEN_LIFETIME: u64 = 300;
+
+/// A trusted profile as the user names it (../shared/fleet.md §5): a value
+/// that starts with `Profile-` is an id, one that starts with `crn:` a CRN,
+/// anything else a name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TrustedProfile {
+    /// `Profile-…`.
+    Id(String),
+    /// `crn:…`.
+    Crn(String),
+    /// A profile name.
+    Name(String),
+}
+
+impl TrustedProfile {
+    /// The profile `value` names (trimmed); `None` when it is empty.
+    pub fn parse(value: &str) -> Option<TrustedProfile> {
+        let value = value.trim();
+        Some(if value.is_empty() {
+            return None;
+        } else if value.starts_with("Profile-") {
+            TrustedProfile::Id(value.to_string())
+        } else if value.starts_with("crn:") {
+            TrustedProfile::Crn(value.to_string())
+        } else {
+            TrustedProfile::Name(value.to_string())
+        })
+    }
+
+    /// The value as the user gave it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            TrustedProfile::Id(v) | TrustedProfile::Crn(v) | TrustedProfile::Name(v) => v,
+        }
+    }
+
+    /// The IAM form field that carries it.
+    fn form_field(&self) -> &'static str {
+        match self {
+            TrustedProfile::Id(_) => "profile_id",
+            TrustedProfile::Crn(_) => "profile_crn",
+            TrustedProfile::Name(_) => "profile_name",
+        }
+    }
+}
 
 /// The body of an IAM token request with the API-key grant (no client
 /// credentials): `grant_type=…&apikey=…`, form-encoded.
@@ -26,6 +94,64 @@ pub(super) fn apikey_form(api_key: &str) -> String {
         percent_encode(APIKEY_GRANT),
         percent_encode(api_key)
     )
+}
+
+/// The body of an IAM token request with the cr-token grant: the CR token
+/// and exactly one of `profile_id`, `profile_crn`, `profile_name`.
+pub(super) fn cr_token_form(cr_token: &str, profile: &TrustedProfile) -> String {
+    format!(
+        "grant_type={}&cr_token={}&{}={}",
+        percent_encode(CR_TOKEN_GRANT),
+        percent_encode(cr_token),
+        profile.form_field(),
+        percent_encode(profile.as_str())
+    )
+}
+
+/// The body of an IAM refresh request, as the IBM Cloud CLI sends it.
+pub(super) fn refresh_form(refresh_token: &str) -> String {
+    format!(
+        "grant_type={REFRESH_GRANT}&refresh_token={}&response_type=cloud_iam",
+        percent_encode(refresh_token)
+    )
+}
+
+/// The JSON body of the metadata service's IAM token request: the trusted
+/// profile by id or CRN, or nothing (the instance's default profile). A
+/// name is refused before anything is sent: the service takes none.
+pub(super) fn metadata_iam_body(
+    profile: Option<&TrustedProfile>,
+) -> std::result::Result<Vec<u8>, String> {
+    let body = match profile {
+        None => return Ok(Vec::new()),
+        Some(TrustedProfile::Id(id)) => serde_json::json!({"trusted_profile": {"id": id}}),
+        Some(TrustedProfile::Crn(crn)) => serde_json::json!({"trusted_profile": {"crn": crn}}),
+        Some(TrustedProfile::Name(_)) => {
+            return Err("the VPC instance identity takes a trusted profile id (Profile-…) or CRN (crn:…), not a name".into())
+        }
+    };
+    Ok(body.to_string().into_bytes())
+}
+
+/// Parses the metadata service's `{"access_token", "expires_in", …}`.
+pub(super) fn parse_metadata_token(body: &[u8]) -> std::result::Result<(String, u64), String> {
+    let value = json_object(body)?;
+    let token = non_empty_string(&value, "access_token")?;
+    match value.get("expires_in").and_then(Value::as_u64) {
+        Some(n) if n > 0 => Ok((token, n)),
+        None if value.get("expires_in").is_none() => Err("missing expires_in".into()),
+        _ => Err("expires_in is not a positive integer".into()),
+    }
+}
+
+/// IBM's error code in an error body (`errorCode`, or a registry's `code`).
+pub(super) fn error_code(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    ["errorCode", "code"]
+        .iter()
+        .find_map(|k| value.get(*k)?.as_str())
+        .filter(|c| is_plain(c))
+        .map(str::to_string)
 }
 
 /// The query of a registry token creation: a described, non-permanent token,
@@ -58,7 +184,17 @@ pub(super) fn parse_iam_token(body: &[u8]) -> std::result::Result<IamToken, Stri
         Some(Value::String(t)) if t.eq_ignore_ascii_case("bearer") => {}
         Some(_) => return Err("token_type is not Bearer".into()),
     }
-    let account = jwt::claims(&access_token)
+    let account = account_of(&access_token);
+    Ok(IamToken {
+        access_token: Secret::new(access_token),
+        expires_in,
+        account,
+    })
+}
+
+/// The account id of an IAM access token: its `account.bss` claim, if plain.
+pub(crate) fn account_of(access_token: &str) -> Option<String> {
+    jwt::claims(access_token)
         .and_then(|claims| {
             claims
                 .get("account")?
@@ -66,12 +202,7 @@ pub(super) fn parse_iam_token(body: &[u8]) -> std::result::Result<IamToken, Stri
                 .as_str()
                 .map(str::to_string)
         })
-        .filter(|a| is_plain(a));
-    Ok(IamToken {
-        access_token: Secret::new(access_token),
-        expires_in,
-        account,
-    })
+        .filter(|a| is_plain(a))
 }
 
 /// Parses the registry's `{"token": "<JWT>"}`.
@@ -411,6 +542,56 @@ mod tests {
         }
         assert_eq!(parse_iam_token(b"{\"a").unwrap_err(), "not valid JSON");
         assert_eq!(parse_iam_token(b" \n").unwrap_err(), "empty body");
+    }
+
+    #[test]
+    fn trusted_profiles_are_spelled_as_fleet_md_says() {
+        let p = |v: &str| TrustedProfile::parse(v);
+        assert_eq!(
+            p(" Profile-1 "),
+            Some(TrustedProfile::Id("Profile-1".into()))
+        );
+        assert_eq!(p("crn:v1:x"), Some(TrustedProfile::Crn("crn:v1:x".into())));
+        assert_eq!(p("ci-pull"), Some(TrustedProfile::Name("ci-pull".into())));
+        assert_eq!(
+            p("profile-1"),
+            Some(TrustedProfile::Name("profile-1".into()))
+        );
+        assert_eq!(p("  "), None);
+        assert_eq!(
+            cr_token_form("a.b+c", &TrustedProfile::Crn("crn:v1:a/b".into())),
+            "grant_type=urn%3Aibm%3Aparams%3Aoauth%3Agrant-type%3Acr-token&cr_token=a.b%2Bc\
+             &profile_crn=crn%3Av1%3Aa%2Fb"
+        );
+        assert_eq!(
+            refresh_form("r/1"),
+            "grant_type=refresh_token&refresh_token=r%2F1&response_type=cloud_iam"
+        );
+        assert_eq!(metadata_iam_body(None).unwrap(), b"");
+        assert_eq!(
+            metadata_iam_body(Some(&TrustedProfile::Id("Profile-1".into()))).unwrap(),
+            br#"{"trusted_profile":{"id":"Profile-1"}}"#
+        );
+        assert!(metadata_iam_body(Some(&TrustedProfile::Name("n".into()))).is_err());
+    }
+
+    #[test]
+    fn metadata_bodies_and_error_codes() {
+        assert_eq!(
+            parse_metadata_token(br#"{"access_token":"t","expires_in":300,"created_at":"x"}"#),
+            Ok(("t".to_string(), 300))
+        );
+        assert_eq!(
+            parse_metadata_token(br#"{"access_token":"t"}"#).unwrap_err(),
+            "missing expires_in"
+        );
+        assert!(parse_metadata_token(br#"{"access_token":"t","expires_in":0}"#).is_err());
+        assert!(parse_metadata_token(br#"{"expires_in":5}"#).is_err());
+        assert_eq!(
+            error_code(br#"{"errorCode":"BXNIM0408E","errorMessage":"m"}"#).as_deref(),
+            Some("BXNIM0408E")
+        );
+        assert_eq!(error_code(b"<html>"), None);
     }
 
     #[test]

@@ -38,3 +38,9 @@ mod go;
 
 /// The files the helper reads and writes: owners, links, types, sizes, temp files (issue 10.1, 10.4–10.6).
 mod files;
+
+/// The credential chain without a stored key: CR token, VPC identity, `ibmcloud` session (issue 11).
+mod fleet;
+
+/// The kubelet image credential provider, run as the kubelet runs it (issue 11.2).
+mod kubelet;
