@@ -10,19 +10,18 @@
 //! files (opened non-blocking, so a FIFO cannot hang a `get`). Nothing here
 //! touches the network: the VPC source is only named, never probed.
 
-use std::fs::{File, OpenOptions};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 use crate::cache::KeySource;
+use crate::debug;
 use crate::env::{self, CrTokenVar, Env};
+use crate::fsutil::{self, Checks};
 use crate::mint::{Endpoint, TrustedProfile, DEFAULT_METADATA};
 use crate::secret::Secret;
 use crate::settings::IdentityChoice;
-use crate::{debug, log};
 
 use super::source::{CrToken, CrTokenFrom, Session, Source, Vpc};
 
@@ -182,31 +181,7 @@ pub fn read_cr_token(path: &Path) -> Result<Secret<String>> {
 /// when it is not a regular file or larger than `max` bytes. Symlinks are
 /// followed (a projected token is one).
 fn read_foreign(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    let file: File = match options.open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(anyhow!("{}", log::one_line(&e.to_string()))),
-    };
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        bail!("not a regular file");
-    }
-    if meta.len() > max {
-        bail!("larger than {max} bytes");
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(max + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > max {
-        bail!("larger than {max} bytes");
-    }
-    Ok(Some(bytes))
+    Ok(fsutil::read_file(path, Checks::Foreign, max)?.map(|(bytes, _)| bytes))
 }
 
 #[cfg(test)]
