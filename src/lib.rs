@@ -9,7 +9,7 @@
 //! main.rs    argv ─▶ Action, Env read once, the clock, the exit code
 //! verbs.rs   route: stdin (protocol.rs) ─▶ ServerURL ─▶ Registry (registry.rs)
 //!   other    ─▶ plain store: exact ServerURL key (store/)
-//!   IBM      ─▶ ibm/: settings.rs ─▶ token cache (cache.rs) ── fresh? ─▶ answer
+//!   IBM      ─▶ ibm/: settings.rs ─▶ token cache (cache/) ── fresh? ─▶ answer
 //!                                        (no keyring, no network, no HTTP client)
 //!                 └▶ store/ (host, icr.io) ─▶ ibm/chain.rs: environment key,
 //!                    CR token, projected token, [VPC identity], ibmcloud session
@@ -23,7 +23,7 @@
 //! ```
 //!
 //! Decisions are pure functions of what was read (`ibm/decide.rs`); I/O sits
-//! at the edges: `protocol.rs` owns stdin and stdout, `fsutil.rs` every
+//! at the edges: `protocol.rs` owns stdin and stdout, `fsutil/` every
 //! private file, `store/` the keyring, `mint/` the network (the only module
 //! that imports reqwest, built only on a cache miss), `env.rs` the
 //! environment, `main.rs` the clock.
