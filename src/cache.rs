@@ -369,7 +369,13 @@ impl Cache {
                 return Ok(Cache::default());
             }
         };
-        Ok(match serde_json::from_slice::<Cache>(&bytes) {
+        Ok(Cache::parse(&bytes, &file))
+    }
+
+    /// Parses a cache file's bytes; `file` only names it in debug lines. A
+    /// corrupt cache, or one of another version, is an empty one.
+    pub fn parse(bytes: &[u8], file: &Path) -> Cache {
+        match serde_json::from_slice::<Cache>(bytes) {
             Ok(cache) if cache.v == VERSION => cache,
             Ok(cache) => {
                 debug!(
@@ -390,7 +396,7 @@ impl Cache {
                 );
                 Cache::default()
             }
-        })
+        }
     }
 
     /// Writes the cache atomically (dropping what expired).

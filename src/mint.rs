@@ -581,7 +581,7 @@ fn registry_headers(
 }
 
 /// Parses IAM's success body by hand, so no parser error can echo it.
-fn parse_iam_token(body: &[u8]) -> std::result::Result<IamToken, String> {
+pub(crate) fn parse_iam_token(body: &[u8]) -> std::result::Result<IamToken, String> {
     let value = json_object(body)?;
     let access_token = match value.get("access_token") {
         None | Some(Value::Null) => return Err("missing access_token".into()),
@@ -617,7 +617,7 @@ fn parse_iam_token(body: &[u8]) -> std::result::Result<IamToken, String> {
 }
 
 /// Parses the registry's `{"token": "<JWT>"}`.
-fn parse_registry_token(body: &[u8]) -> std::result::Result<RegistryToken, String> {
+pub(crate) fn parse_registry_token(body: &[u8]) -> std::result::Result<RegistryToken, String> {
     let value = json_object(body)?;
     let token = match value.get("token") {
         None | Some(Value::Null) => return Err("missing token".into()),
@@ -664,7 +664,7 @@ fn status_error(reply: &Reply, call: &Call) -> String {
 /// IBM's code and message from an error body: IAM's
 /// `{"errorCode","errorMessage","errorDetails"}` (details preferred), the
 /// registry's `{"code","message"}`, or a registry v2 `{"errors":[…]}`.
-fn ibm_error(body: &[u8]) -> Option<String> {
+pub(crate) fn ibm_error(body: &[u8]) -> Option<String> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let text = |v: &Value, keys: &[&str]| {
         keys.iter()
@@ -688,7 +688,7 @@ fn ibm_error(body: &[u8]) -> Option<String> {
 /// Server-supplied text made safe for one line: control characters become
 /// spaces (runs collapsed), the secret sent with the request is masked, and
 /// the result is at most [`MAX_SERVER_TEXT`] characters.
-fn server_text(text: &str, secret: &str) -> String {
+pub(crate) fn server_text(text: &str, secret: &str) -> String {
     let mut text = text.to_string();
     if secret.len() >= 4 {
         text = text.replace(secret, "****");

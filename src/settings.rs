@@ -111,8 +111,13 @@ impl Settings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
             Err(e) => return Err(anyhow!("reading `{}`: {e}", path.display())),
         };
+        Settings::parse(&bytes, &path)
+    }
+
+    /// Parses a settings file's bytes; `path` only names the file in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Settings> {
         // Holds no secrets, so serde's message (which may quote a value) is fine.
-        let settings: Settings = serde_json::from_slice(&bytes)
+        let settings: Settings = serde_json::from_slice(bytes)
             .map_err(|e| anyhow!("settings file `{}` is invalid: {e}", path.display()))?;
         if settings.v.is_some_and(|v| v != 1) {
             return Err(anyhow!(
