@@ -700,6 +700,10 @@ pub(crate) fn server_text(text: &str, secret: &str) -> String {
             one_line.push(c);
         }
     }
+    // Folding can rebuild a secret that holds a space ("a \r\nb" → "a b"): mask again.
+    if secret.len() >= 4 {
+        one_line = one_line.replace(secret, "****");
+    }
     let one_line = one_line.trim();
     if one_line.chars().count() <= MAX_SERVER_TEXT {
         one_line.to_string()
@@ -973,6 +977,11 @@ mod tests {
             server_text("  key abcd-secret\r\nnot\tfound \u{7}", "abcd-secret"),
             "key **** not found"
         );
+        // Issue 10 item 9 (fuzz/corpus/iam_reply/regress-key-rebuilt-by-folding):
+        // a key with a space, echoed with the space folded from CR LF or a control.
+        for echoed in ["key k3y/+=  &k", "key k3y/+= \r\n&k", "key k3y/+=\u{1e} &k"] {
+            assert_eq!(server_text(echoed, "k3y/+= &k"), "key ****", "{echoed:?}");
+        }
         let long = "x".repeat(1000);
         let capped = server_text(&long, "");
         assert_eq!(capped.chars().count(), MAX_SERVER_TEXT);
