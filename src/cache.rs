@@ -486,7 +486,9 @@ impl Cache {
     /// answered to waiters instead of asking again.
     pub fn recent_failure(&self, key: &MintKey, now: u64) -> Option<anyhow::Error> {
         let failure = self.failures.get(key).filter(|f| f.until > now)?;
-        Some(anyhow::anyhow!("{}", failure.message))
+        // Written as one line, but read from a file that may have been edited.
+        let message = crate::log::one_line(&failure.message);
+        Some(anyhow::anyhow!("{message}"))
     }
 
     /// Remembers that a mint for `key` failed with `error`.
@@ -670,6 +672,18 @@ mod tests {
         assert!(cache.recent_failure(&failed, 4).is_some());
         let back: Cache = serde_json::from_slice(&serde_json::to_vec(&cache).unwrap()).unwrap();
         assert_eq!(back, cache, "what it writes, it reads");
+    }
+
+    /// Issue 10 item 9 (fuzz/corpus/cache_file/regress-control-in-failure-*).
+    #[test]
+    fn a_cached_failure_is_answered_on_one_line() {
+        let cache = Cache::parse(
+            br#"{"v":1,"failures":{"https://iam|ab":{"message":"IAM\r\nfailed\u007f","until":9}}}"#,
+            Path::new("tokens.json"),
+        );
+        let key = MintKey::Iam("https://iam|ab".parse().unwrap());
+        let e = cache.recent_failure(&key, 1).unwrap();
+        assert_eq!(format!("{e:#}"), "IAM  failed ");
     }
 
     #[test]
