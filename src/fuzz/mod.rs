@@ -57,6 +57,9 @@ pub const CANARY: &str = "CANARY-7f3a9c";
 const DEFAULT_SECONDS: f64 = 2.0;
 /// Mutants that parsed, kept as parents, at most.
 const MAX_KEPT: usize = 512;
+/// The longest mutant kept as a parent: long ones still get made (a long
+/// string is one mutation away), but as parents they would slow every run.
+const MAX_KEPT_LEN: usize = 8 << 10;
 /// Distinct failures reported before a target stops early.
 const MAX_FAILURES: usize = 20;
 /// One mutant in this many also goes through the real loader (a temp file).
@@ -301,6 +304,7 @@ pub fn fuzz(target: &str, check: fn(&[u8], &Ctx) -> Checked) {
             ctx.slow = rng.one_in(SLOW_ONE_IN);
             runs += 1;
             match timed(&input, &ctx) {
+                Ok(Outcome::Parsed) if input.len() > MAX_KEPT_LEN => parsed += 1,
                 Ok(Outcome::Parsed) => {
                     parsed += 1;
                     if kept.len() < MAX_KEPT {

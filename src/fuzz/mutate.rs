@@ -46,7 +46,7 @@ impl Rng {
 
 /// The longest input a mutation may produce: past `MAX_LINE` and far past
 /// any real file, short enough to keep a run fast.
-const MAX_LEN: usize = 1 << 20;
+const MAX_LEN: usize = 128 << 10;
 
 /// Values a JSON-aware mutation puts where a value was: wrong types, numbers
 /// at and past every integer limit, escapes that are not valid UTF-16,
