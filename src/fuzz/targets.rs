@@ -564,6 +564,107 @@ fn is_plain(s: &str) -> bool {
     !s.is_empty() && s.len() <= 200 && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
+// ---------------------------------------------------------------- endpoints
+
+/// An endpoint override (`IBMCLOUD_IAM_API_ENDPOINT`, `IBMCLOUD_CR_API_ENDPOINT`):
+/// kept only as https, or http on loopback, without user info, query or
+/// fragment; its errors never quote those parts, where a pasted secret sits.
+fn endpoint(input: &[u8], _: &Ctx) -> Checked {
+    let text = String::from_utf8_lossy(input);
+    let mut outcome = Outcome::Refused;
+    for (what, parse) in [
+        (
+            "endpoint",
+            mint::Endpoint::parse as fn(&str) -> anyhow::Result<mint::Endpoint>,
+        ),
+        ("iam endpoint", mint::Endpoint::parse_iam),
+    ] {
+        match parse(&text) {
+            Ok(endpoint) => {
+                check_endpoint(what, &endpoint)?;
+                outcome = Outcome::Parsed;
+            }
+            Err(e) => {
+                let shown = format!("{e:#}");
+                one_line(what, &shown)?;
+                let hidden = secret_spans(&text);
+                let visible = text
+                    .match_indices(CANARY)
+                    .any(|(at, _)| !hidden.iter().any(|span| span.contains(&at)));
+                require(
+                    !shown.contains(CANARY) || visible,
+                    &format!("{what}: error quotes user info, a query or a fragment"),
+                    || shown.clone(),
+                )?;
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// Where in `url` a pasted secret would sit: the user info of every
+/// authority (after `://`, or after `http:`/`https:` and any slashes, as URL
+/// parsers read it), and everything from the first `?` or `#`.
+fn secret_spans(url: &str) -> Vec<std::ops::Range<usize>> {
+    let query = url.find(['?', '#']).unwrap_or(url.len());
+    let mut spans = Vec::new();
+    spans.push(query..url.len());
+    let mut starts: Vec<usize> = url.match_indices("://").map(|(i, _)| i + 3).collect();
+    if let Some((scheme, rest)) = url.split_once(':') {
+        let scheme = scheme.trim_start().replace(['\t', '\n', '\r'], "");
+        if ["http", "https"]
+            .iter()
+            .any(|s| scheme.eq_ignore_ascii_case(s))
+        {
+            starts.push(url.len() - rest.trim_start_matches(['/', '\\', '\t', '\n', '\r']).len());
+        }
+    }
+    for start in starts {
+        let authority = &url[start..];
+        let end = authority.find(['/', '?', '#']).unwrap_or(authority.len());
+        if let Some(at) = authority[..end].rfind('@') {
+            spans.push(start..start + at);
+        }
+    }
+    spans
+}
+
+fn check_endpoint(what: &str, endpoint: &mint::Endpoint) -> Result<(), String> {
+    let base = endpoint.as_str();
+    let url =
+        reqwest::Url::parse(base).map_err(|e| format!("{what}: kept a non-URL | {base:?}: {e}"))?;
+    // As the URL parser normalised the host: `0x7f.1` is 127.0.0.1, IPv6 in brackets.
+    let host = url.host_str().unwrap_or_default();
+    let loopback = match host.trim_start_matches('[').trim_end_matches(']').parse() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback() && host.starts_with('['),
+        Err(_) => host == "localhost",
+    };
+    require(
+        url.username().is_empty()
+            && url.password().is_none()
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && !base.ends_with('/')
+            && !base.chars().any(char::is_control),
+        &format!("{what}: kept user info, a query, a fragment or a trailing /"),
+        || base.to_string(),
+    )?;
+    require(
+        (url.scheme() == "https" || url.scheme() == "http" && loopback)
+            && endpoint.is_loopback() == loopback,
+        &format!("{what}: plain http to a remote host, or loopback misjudged"),
+        || format!("{base} (loopback: {})", endpoint.is_loopback()),
+    )?;
+    let again =
+        mint::Endpoint::parse(base).map_err(|e| format!("{what}: not stable | {base}: {e:#}"))?;
+    require(
+        again.as_str() == base,
+        &format!("{what}: not stable"),
+        || format!("{base} → {}", again.as_str()),
+    )
+}
+
 // ---------------------------------------------------------------- tests
 
 #[test]
@@ -609,6 +710,11 @@ fn iam_reply_never_panics_nor_leaks() {
 #[test]
 fn registry_reply_never_panics_nor_leaks() {
     fuzz("registry_reply", registry_reply);
+}
+
+#[test]
+fn endpoint_never_panics_nor_keeps_a_secret() {
+    fuzz("endpoint", endpoint);
 }
 
 #[test]
