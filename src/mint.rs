@@ -124,7 +124,13 @@ impl Endpoint {
     pub fn parse_iam(url: &str) -> Result<Endpoint> {
         let mut endpoint = Endpoint::parse(url)?;
         if let Some(base) = endpoint.base.strip_suffix(IAM_TOKEN_PATH) {
-            endpoint.base = base.trim_end_matches('/').to_string();
+            // From the path only: `https://identity/token` is the host `identity`.
+            if base
+                .split_once("://")
+                .is_some_and(|(_, host)| !host.is_empty())
+            {
+                endpoint.base = base.trim_end_matches('/').to_string();
+            }
         }
         Ok(endpoint)
     }
@@ -950,6 +956,13 @@ mod tests {
                 .unwrap()
                 .as_str(),
             "http://127.0.0.1:9/iam"
+        );
+        // Issue 10 item 9 (fuzz/corpus/endpoint/regress-host-named-identity).
+        assert_eq!(
+            Endpoint::parse_iam("https://identity/token")
+                .unwrap()
+                .as_str(),
+            "https://identity/token"
         );
         assert_eq!(
             Endpoint::parse("https://x/identity/token")
