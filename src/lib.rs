@@ -43,6 +43,8 @@ mod cache;
 mod configure;
 mod env;
 mod fsutil;
+#[cfg(test)]
+mod fuzz;
 mod ibm;
 mod jwt;
 mod kubelet;

@@ -66,14 +66,42 @@ pub fn quoted(value: &str) -> String {
 
 /// A URL for a message: `scheme://****@host…` when it carries a user name or
 /// password (a proxy URL, an endpoint someone pasted with credentials).
+/// The user info is looked for where URL parsers find it: after every
+/// `://` (a URL pasted twice has two), and for the web's schemes also after
+/// `scheme:` and any run of `/`, `\`, tab or line break, since
+/// `https:user:pw@host` and `https:///user:pw@host` carry a password too.
 pub fn redact_userinfo(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
+    let web = url.split_once(':').and_then(|(scheme, rest)| {
+        let scheme: String = scheme
+            .trim_start()
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect();
+        let web = ["http", "https", "ws", "wss", "ftp"]
+            .iter()
+            .any(|s| scheme.eq_ignore_ascii_case(s));
+        web.then(|| url.len() - rest.trim_start_matches(['/', '\\', '\t', '\n', '\r']).len())
+    });
+    let url = match web {
+        Some(start) => redact_from(url, start),
+        None => url.to_string(),
     };
-    let rest = &url[scheme_end + 3..];
+    let mut url = url;
+    let mut from = 0;
+    while let Some(scheme_end) = url[from..].find("://") {
+        from += scheme_end + 3;
+        url = redact_from(&url, from);
+    }
+    url
+}
+
+/// `url` with everything before the last `@` of the authority that starts
+/// at `start` replaced by `****`.
+fn redact_from(url: &str, start: usize) -> String {
+    let rest = &url[start..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}://****@{}", &url[..scheme_end], &rest[at + 1..]),
+        Some(at) => format!("{}****@{}", &url[..start], &rest[at + 1..]),
         None => url.to_string(),
     }
 }
@@ -109,5 +137,37 @@ mod tests {
     fn quoted_drops_control_characters_and_stops_at_64() {
         assert_eq!(quoted("fast\nx"), "fastx");
         assert_eq!(quoted(&"y".repeat(100)), "y".repeat(64));
+    }
+
+    /// Issue 10 item 9 (fuzz/corpus/endpoint/regress-userinfo-*):
+    /// URL parsers read `https:` followed by any slashes, or none, as the
+    /// start of the authority.
+    #[test]
+    fn user_info_is_redacted_wherever_a_url_parser_finds_it() {
+        for (url, shown) in [
+            ("http://user:pass@proxy:3128", "http://****@proxy:3128"),
+            (
+                "https://k@iam.cloud.ibm.com/x@y",
+                "https://****@iam.cloud.ibm.com/x@y",
+            ),
+            (
+                "https:user:pw@iam.cloud.ibm.com",
+                "https:****@iam.cloud.ibm.com",
+            ),
+            ("HTTPS:/user:pw@host/", "HTTPS:/****@host/"),
+            ("https:///user:pw@host", "https:///****@host"),
+            ("https:\\\\user:pw@host", "https:\\\\****@host"),
+            ("https:/\t/user:pw@host", "https:/\t/****@host"),
+            ("see https://u:p@h", "see https://****@h"),
+            (
+                "http://u:p@h:1x http://u:p@h:1",
+                "http://****@h:1x http://****@h:1",
+            ),
+            ("https://iam.cloud.ibm.com", "https://iam.cloud.ibm.com"),
+            ("user@example.com", "user@example.com"),
+            ("mailto:user@example.com", "mailto:user@example.com"),
+        ] {
+            assert_eq!(redact_userinfo(url), shown, "{url:?}");
+        }
     }
 }

@@ -167,9 +167,17 @@ impl Settings {
         else {
             return Ok(Settings::default());
         };
-        // Holds no secrets, so serde's message (which may quote a value) is fine.
-        let settings: Settings = serde_json::from_slice(&bytes)
-            .map_err(|e| anyhow!("settings file `{}` is invalid: {e}", path.display()))?;
+        Settings::parse(&bytes, &path)
+    }
+
+    /// Parses a settings file's bytes; `path` only names the file in errors.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Settings> {
+        // Holds no secrets, so serde's message (which may quote a value) is
+        // fine, folded to one line: the value may hold a line break.
+        let settings: Settings = serde_json::from_slice(bytes).map_err(|e| {
+            let why = crate::log::one_line(&e.to_string());
+            anyhow!("settings file `{}` is invalid: {why}", path.display())
+        })?;
         if settings.v.is_some_and(|v| v != 1) {
             return Err(anyhow!(
                 "settings file `{}` has an unknown version",
@@ -256,5 +264,18 @@ mod tests {
         }
         assert!(serde_json::from_str::<Settings>(r#"{"identity":"metadata"}"#).is_err());
         assert!(IdentityChoice::Auto.allows_api_keys() && !IdentityChoice::Vpc.allows_api_keys());
+    }
+
+    /// Issue 10 item 9 (fuzz/corpus/settings_file/regress-control-in-*):
+    /// serde quotes an unknown value or field name as it is.
+    #[test]
+    fn an_invalid_value_is_quoted_on_one_line() {
+        let path = Path::new("config.json");
+        for bad in [r#"{"mode":"fa\nst"}"#, r#"{"ho\r\nsts":{}}"#] {
+            let e = Settings::parse(bad.as_bytes(), path).unwrap_err();
+            let text = format!("{e:#}");
+            assert!(!text.chars().any(char::is_control), "{text:?}");
+            assert!(text.starts_with("settings file `config.json` is invalid: unknown"));
+        }
     }
 }

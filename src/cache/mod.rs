@@ -161,7 +161,13 @@ impl Cache {
                 return Ok(Cache::default());
             }
         };
-        Ok(match serde_json::from_slice::<Cache>(&bytes) {
+        Ok(Cache::parse(&bytes, &file))
+    }
+
+    /// Parses a cache file's bytes; `file` only names it in debug lines. A
+    /// corrupt cache, or one of another version, is an empty one.
+    pub fn parse(bytes: &[u8], file: &Path) -> Cache {
+        match serde_json::from_slice::<Cache>(bytes) {
             Ok(cache) if cache.v == VERSION => cache,
             Ok(cache) => {
                 debug!(
@@ -182,7 +188,7 @@ impl Cache {
                 );
                 Cache::default()
             }
-        })
+        }
     }
 
     /// Writes the cache atomically (dropping what expired).
@@ -283,7 +289,9 @@ impl Cache {
             .failures
             .get(key)
             .filter(|f| live(f.until, now, FAILURE_TTL))?;
-        Some(anyhow::anyhow!("{}", failure.message))
+        // Written as one line, but read from a file that may have been edited.
+        let message = crate::log::one_line(&failure.message);
+        Some(anyhow::anyhow!("{message}"))
     }
 
     /// Remembers that a mint for `key` failed with `error`.
@@ -575,6 +583,18 @@ mod tests {
         assert!(cache.recent_failure(&failed, 4).is_some());
         let back: Cache = serde_json::from_slice(&serde_json::to_vec(&cache).unwrap()).unwrap();
         assert_eq!(back, cache, "what it writes, it reads");
+    }
+
+    /// Issue 10 item 9 (fuzz/corpus/cache_file/regress-control-in-failure-*).
+    #[test]
+    fn a_cached_failure_is_answered_on_one_line() {
+        let cache = Cache::parse(
+            br#"{"v":1,"failures":{"https://iam|ab":{"message":"IAM\r\nfailed\u007f","until":9}}}"#,
+            Path::new("tokens.json"),
+        );
+        let key = MintKey::Iam("https://iam|ab".parse().unwrap());
+        let e = cache.recent_failure(&key, 1).unwrap();
+        assert_eq!(format!("{e:#}"), "IAM  failed ");
     }
 
     #[test]

@@ -119,7 +119,13 @@ impl Endpoint {
     pub fn parse_iam(url: &str) -> Result<Endpoint> {
         let mut endpoint = Endpoint::parse(url)?;
         if let Some(base) = endpoint.base.strip_suffix(IAM_TOKEN_PATH) {
-            endpoint.base = base.trim_end_matches('/').to_string();
+            // From the path only: `https://identity/token` is the host `identity`.
+            if base
+                .split_once("://")
+                .is_some_and(|(_, host)| !host.is_empty())
+            {
+                endpoint.base = base.trim_end_matches('/').to_string();
+            }
         }
         Ok(endpoint)
     }
@@ -284,6 +290,17 @@ mod tests {
                 .unwrap()
                 .as_str(),
             "https://x/identity/token"
+        );
+    }
+
+    #[test]
+    fn a_host_named_identity_is_not_a_token_path() {
+        // Issue 10 item 9 (fuzz/corpus/endpoint/regress-host-named-identity).
+        assert_eq!(
+            Endpoint::parse_iam("https://identity/token")
+                .unwrap()
+                .as_str(),
+            "https://identity/token"
         );
     }
 }

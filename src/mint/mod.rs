@@ -40,6 +40,16 @@ use reqwest::StatusCode;
 pub use endpoint::{Endpoint, DEFAULT_IAM, DEFAULT_METADATA, PRIVATE_IAM};
 pub use wire::TrustedProfile;
 pub(crate) use wire::{account_of, APIKEY_GRANT};
+#[cfg(test)]
+pub(crate) use wire::{parse_iam_token, parse_registry_token, server_text};
+
+/// The error line's text for an error reply: what reaches the user from a
+/// server (the fuzzer checks it as a whole).
+#[cfg(test)]
+pub(crate) fn status_error(status: u16, body: &[u8], secret: &str) -> String {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    wire::status_error(status, body, secret)
+}
 
 use crate::secret::Secret;
 use http::{Call, Http, Retry};

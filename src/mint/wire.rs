@@ -169,7 +169,7 @@ pub(super) fn token_path(id: &str) -> String {
 }
 
 /// Parses IAM's success body by hand, so no parser error can echo it.
-pub(super) fn parse_iam_token(body: &[u8]) -> std::result::Result<IamToken, String> {
+pub(crate) fn parse_iam_token(body: &[u8]) -> std::result::Result<IamToken, String> {
     let value = json_object(body)?;
     let access_token = non_empty_string(&value, "access_token")?;
     let expires_in = match value.get("expires_in") {
@@ -206,7 +206,7 @@ pub(crate) fn account_of(access_token: &str) -> Option<String> {
 }
 
 /// Parses the registry's `{"token": "<JWT>"}`.
-pub(super) fn parse_registry_token(body: &[u8]) -> std::result::Result<RegistryToken, String> {
+pub(crate) fn parse_registry_token(body: &[u8]) -> std::result::Result<RegistryToken, String> {
     let value = json_object(body)?;
     let token = non_empty_string(&value, "token")?;
     let claims = jwt::claims(&token).ok_or("token is not a JWT")?;
@@ -250,7 +250,7 @@ fn non_empty_string(
 /// could carry `secret` (what the request sent, [`scrub::could_carry`]) is
 /// withheld: a plain code that does not carry it stays, the rest becomes
 /// [`scrub::WITHHELD`] (issue 10.7).
-pub(super) fn status_error(status: StatusCode, body: &[u8], secret: &str) -> String {
+pub(crate) fn status_error(status: StatusCode, body: &[u8], secret: &str) -> String {
     let status = match status.canonical_reason() {
         Some(reason) => format!("{} {reason}", status.as_u16()),
         None => status.as_u16().to_string(),
@@ -258,7 +258,14 @@ pub(super) fn status_error(status: StatusCode, body: &[u8], secret: &str) -> Str
     let Some(error) = ibm_error(body) else {
         return status;
     };
-    let carries = |text: Option<&str>| text.is_some_and(|t| scrub::could_carry(t, secret));
+    // As sent, and as it would be shown: folding control characters can
+    // rebuild a secret that holds a space.
+    let carries = |text: Option<&str>| {
+        text.is_some_and(|t| {
+            scrub::could_carry(t, secret)
+                || scrub::could_carry(&log::excerpt(t, usize::MAX), secret)
+        })
+    };
     if !carries(error.code.as_deref()) && !carries(error.message.as_deref()) {
         return format!("{status}: {}", server_text(&error.to_string(), secret));
     }
@@ -316,11 +323,13 @@ fn ibm_error(body: &[u8]) -> Option<IbmError> {
 /// request is masked (text that could carry it never gets here: this is a
 /// second guard), then it is a [`log::excerpt`] of at most
 /// [`MAX_SERVER_TEXT`] characters.
-fn server_text(text: &str, secret: &str) -> String {
-    if secret.len() >= 4 {
-        return log::excerpt(&text.replace(secret, "****"), MAX_SERVER_TEXT);
+pub(crate) fn server_text(text: &str, secret: &str) -> String {
+    if secret.len() < 4 {
+        return log::excerpt(text, MAX_SERVER_TEXT);
     }
-    log::excerpt(text, MAX_SERVER_TEXT)
+    // Masked again after folding, which can rebuild a secret that holds a
+    // space ("a \r\nb" → "a b"; issue 10 item 9).
+    log::excerpt(&text.replace(secret, "****"), MAX_SERVER_TEXT).replace(secret, "****")
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters; good for
@@ -373,6 +382,17 @@ mod tests {
         let capped = server_text(&long, "");
         assert_eq!(capped.chars().count(), MAX_SERVER_TEXT);
         assert!(capped.ends_with('…'));
+        // Issue 10 item 9 (fuzz/corpus/iam_reply/regress-key-rebuilt-by-folding):
+        // a key with a space, echoed with the space folded from CR LF or a control.
+        for echoed in ["key k3y/+=  &k", "key k3y/+= \r\n&k", "key k3y/+=\u{1e} &k"] {
+            assert_eq!(server_text(echoed, "k3y/+= &k"), "key ****", "{echoed:?}");
+            let body = format!(
+                r#"{{"errorCode":"BXNIM0415E","errorMessage":{}}}"#,
+                serde_json::json!(echoed)
+            );
+            let line = status_error(StatusCode::BAD_REQUEST, body.as_bytes(), "k3y/+= &k");
+            assert!(!line.contains("k3y/+= &k"), "{line}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! atomically; read-modify-write holds `store.lock`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -11,11 +11,34 @@ use crate::{debug, fsutil};
 
 /// Version of the store file format.
 const VERSION: u32 = 1;
-
+/// The store file's contents.
 #[derive(serde::Serialize, serde::Deserialize, Default)]
-struct Document {
+pub(crate) struct Document {
     v: u32,
-    credentials: BTreeMap<String, Record>,
+    pub(crate) credentials: BTreeMap<String, Record>,
+}
+
+impl Document {
+    /// Parses a store file's bytes; `path` only names the file in errors.
+    pub(crate) fn parse(bytes: &[u8], path: &Path) -> Result<Document> {
+        // serde_json's messages for a typed parse can quote content: name the position only.
+        let doc: Document = serde_json::from_slice(bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "credential store `{}` is corrupt (line {}, column {}): restore it from a backup or remove it",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })?;
+        if doc.v != VERSION {
+            bail!(
+                "credential store `{}` has version {}, this helper reads {VERSION}",
+                path.display(),
+                doc.v
+            );
+        }
+        Ok(doc)
+    }
 }
 
 /// Credentials in `<data dir>/store.json`.
@@ -43,23 +66,7 @@ impl FileStore {
                 credentials: BTreeMap::new(),
             });
         };
-        // serde_json's messages for a typed parse can quote content: name the position only.
-        let doc: Document = serde_json::from_slice(&bytes).map_err(|e| {
-            anyhow::anyhow!(
-                "credential store `{}` is corrupt (line {}, column {}): restore it from a backup or remove it",
-                path.display(),
-                e.line(),
-                e.column()
-            )
-        })?;
-        if doc.v != VERSION {
-            bail!(
-                "credential store `{}` has version {}, this helper reads {VERSION}",
-                path.display(),
-                doc.v
-            );
-        }
-        Ok(doc)
+        Document::parse(&bytes, &path)
     }
 
     fn modify<T>(&self, change: impl FnOnce(&mut Document) -> T) -> Result<T> {

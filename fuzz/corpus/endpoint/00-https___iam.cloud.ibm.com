@@ -1,0 +1,1 @@
+https://iam.cloud.ibm.com

@@ -1,0 +1,1 @@
+https://private.iam.cloud.ibm.com

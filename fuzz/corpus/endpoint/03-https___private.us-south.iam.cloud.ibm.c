@@ -1,0 +1,1 @@
+https://private.us-south.iam.cloud.ibm.com/identity/token/

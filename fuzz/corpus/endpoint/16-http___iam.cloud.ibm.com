@@ -1,0 +1,1 @@
+http://iam.cloud.ibm.com

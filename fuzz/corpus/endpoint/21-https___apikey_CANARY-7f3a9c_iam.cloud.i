@@ -1,0 +1,1 @@
+https://apikey:CANARY-7f3a9c@iam.cloud.ibm.com

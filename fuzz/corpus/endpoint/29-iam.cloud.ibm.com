@@ -1,0 +1,1 @@
+iam.cloud.ibm.com

@@ -1,0 +1,1 @@
+us.icr.io

@@ -1,0 +1,1 @@
+http://us.icr.io

@@ -1,0 +1,1 @@
+https://us.icr.io/

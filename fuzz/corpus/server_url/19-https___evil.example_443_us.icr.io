@@ -1,0 +1,1 @@
+https://evil.example:443@us.icr.io/

@@ -1,0 +1,1 @@
+evil.example/us.icr.io

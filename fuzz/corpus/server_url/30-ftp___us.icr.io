@@ -1,0 +1,1 @@
+ftp://us.icr.io

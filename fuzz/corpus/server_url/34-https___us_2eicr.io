@@ -1,0 +1,1 @@
+https://us%2eicr.io/

@@ -1,0 +1,1 @@
+https://xn--s-tfa.icr.io/
