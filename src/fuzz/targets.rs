@@ -385,6 +385,51 @@ fn settings_file(input: &[u8], ctx: &Ctx) -> Checked {
     Ok(outcome)
 }
 
+// ---------------------------------------------------------------- kubelet
+
+/// A kubelet's `CredentialProviderRequest` on stdin: accepted with an image,
+/// or refused on one clean line that never quotes the service account's token.
+fn kubelet_request(input: &[u8], _: &Ctx) -> Checked {
+    match crate::kubelet::read_request(&mut &input[..]) {
+        Ok(request) => {
+            require(
+                !request.image.is_empty() && request.image == request.image.trim(),
+                "kubelet request: accepted without a trimmed image",
+                || format!("{:?}", request.image),
+            )?;
+            let shown = format!(
+                "{:?} {:?}",
+                request.image, request.service_account_annotations
+            );
+            hides_secret("kubelet request", &format!("{request:?}"), &shown)?;
+            Ok(Outcome::Parsed)
+        }
+        Err(e) => {
+            // The request's other fields are quoted on purpose (a wrong
+            // kind, say): the one secret is the service account's token.
+            let text = format!("{e} {e:?}");
+            one_line("kubelet request", &e.to_string())?;
+            let value = serde_json::from_slice::<Value>(input).unwrap_or_default();
+            let field = |k: &str| value.get(k).and_then(Value::as_str).unwrap_or_default();
+            // Unless the same text is also a field the error may quote, or its own words.
+            let quotable = [
+                field("apiVersion"),
+                field("kind"),
+                field("image"),
+                "credentialprovider.kubelet.k8s.io/v1 CredentialProviderRequest",
+            ];
+            let token = Some(field("serviceAccountToken"))
+                .filter(|t| t.len() >= 8 && !quotable.iter().any(|q| q.contains(t)));
+            require(
+                token.is_none_or(|t| !text.contains(t)),
+                "kubelet request: an error shows the service account token",
+                || text.clone(),
+            )?;
+            Ok(Outcome::Refused)
+        }
+    }
+}
+
 // ---------------------------------------------------------------- tokens
 
 /// JWT claims: the input as a token, and as a payload inside one (whose
@@ -700,6 +745,11 @@ fn cache_file_never_panics_nor_leaks() {
 #[test]
 fn settings_file_never_panics() {
     fuzz("settings_file", settings_file);
+}
+
+#[test]
+fn kubelet_request_never_panics_nor_leaks() {
+    fuzz("kubelet_request", kubelet_request);
 }
 
 #[test]
