@@ -58,8 +58,6 @@ ensure_deps() {
 target_dir() { printf '%s\n' "${CARGO_TARGET_DIR:-$repo/target}"; }
 BENCH_BUILD=$(target_dir)/bench
 
-# The flags install.sh gives a glibc Linux build (keep the two in step).
-STATIC_RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static"
 
 build() {
   mkdir -p "$BENCH_BUILD"
@@ -69,8 +67,10 @@ build() {
   say "building the fake IBM API, the driver and the floor program"
   (cd "$repo" && cargo build --release --locked --quiet --example fake-ibm-api)
   gcc -O2 -static -Wall -Wextra -o "$BENCH_BUILD/driver" "$repo/bench/driver.c"
-  # shellcheck disable=SC2086 # the flags are words
-  rustc --edition 2021 -C opt-level=3 -C panic=abort -C strip=symbols $STATIC_RUSTFLAGS \
+  # The floor gets the RUSTFLAGS install.sh built the helper with (its info line).
+  sed -n "s/^info: building .* RUSTFLAGS='\([^']*\)'.*/\1/p" "$BENCH_BUILD/install.log" >"$BENCH_BUILD/rustflags"
+  # shellcheck disable=SC2046 # the flags are words
+  rustc --edition 2021 -C opt-level=3 -C panic=abort -C strip=symbols $(cat "$BENCH_BUILD/rustflags") \
     -o "$BENCH_BUILD/floor" "$repo/bench/floor.rs"
 }
 
@@ -374,7 +374,7 @@ dpkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "not fro
   printf 'build\t%s\n' "$(sed -n 's/^info: building docker-credential-ibmcr with \(.*\) (rustc.*/\1/p' "$BENCH_BUILD/install.log" | head -n 1)"
   printf 'binary\t%s\n' "$(file -b "$HELPER" 2>/dev/null | cut -d, -f1-4 || echo unknown)"
   printf 'binary_bytes\t%s\n' "$(stat -c %s "$HELPER")"
-  printf 'floor_flags\t%s\n' "rustc -C opt-level=3 -C panic=abort -C strip=symbols $STATIC_RUSTFLAGS"
+  printf 'floor_flags\t%s\n' "rustc -C opt-level=3 -C panic=abort -C strip=symbols $(cat "$BENCH_BUILD/rustflags")"
   printf 'ecr\t%s (Debian amazon-ecr-credential-helper %s)\n' \
     "$(docker-credential-ecr-login -v 2>/dev/null | sed -n 's/^Version: *//p')" "$(dpkg_version amazon-ecr-credential-helper)"
   printf 'secretservice\t%s (Debian golang-docker-credential-helpers %s)\n' \
