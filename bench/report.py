@@ -65,6 +65,9 @@ def main():
     a = ap.parse_args()
     d = a.dir
     facts = {k: v for k, v in read_tsv(os.path.join(d, "facts.tsv"))}
+    # Paths inside the checkout, shown relative to it.
+    for key in ("build", "floor_flags"):
+        facts[key] = facts[key].replace(facts["repo"] + "/", "")
     st = {k: v for k, v in read_tsv(os.path.join(d, "strace.tsv"))}
     tmp, fake_url, bench_build = facts["tmp"], facts["fake_url"], facts["bench_build"]
     manifest = read_tsv(os.path.join(d, "manifest.tsv"))  # id, group, label, env, argv, stdin

@@ -387,7 +387,7 @@ dpkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "not fro
   printf 'cold_mints\t%s\ncold_requests\t%s\n' "$cold_mints" "$cold_requests"
   printf 'keyring_free\t%s\n' "$keyring_free"
   printf 'kubelet\t%s\n' "$kubelet"
-  printf 'tmp\t%s\nfake_url\t%s\nhelper\t%s\nbench_build\t%s\n' "$T" "$FAKE_URL" "$HELPER" "$BENCH_BUILD"
+  printf 'tmp\t%s\nfake_url\t%s\nhelper\t%s\nbench_build\t%s\nrepo\t%s\n' "$T" "$FAKE_URL" "$HELPER" "$BENCH_BUILD" "$repo"
   printf 'load\t%s → %s\n' "$load_before" "$load_after"
 } >"$T/facts.tsv"
 
