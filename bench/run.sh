@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Benchmark of docker-credential-ibmcr against /bin/true and the Go helpers
-# Debian ships, in ONE run, then writes BENCHMARKS.md at the repository root
-# from what it measured (hyperfine --export-json + GNU time, parsed by
-# bench/report.py). Not part of the test command: it takes a few minutes.
+# Benchmark of docker-credential-ibmcr as users run it, in ONE run, written
+# into BENCHMARKS.md at the repository root (bench/report.py).
 #
-#   bench/run.sh            # builds, measures, writes BENCHMARKS.md
+#   bench/run.sh            # installs what it needs, builds, measures, writes BENCHMARKS.md
 #
-# Knobs (environment): BENCH_WARMUP (5), BENCH_RUNS (100), BENCH_RSS_RUNS (5),
-# BENCH_ROUNDS (5), BENCH_PARALLEL (64), BENCH_OUT (BENCHMARKS.md path),
-# BENCH_KEEP=1 (keep the temp dir with the raw exports, for debugging).
+# What is measured is the binary users get: this script runs ./install.sh
+# into a prefix of its own (target/bench/install) and times that file. Every
+# command starts the way docker and podman start a credential helper: a
+# direct fork + exec, no shell, stdin from a file (bench/driver.c, compiled
+# here with gcc). The driver interleaves all commands round-robin, many
+# rounds, and takes each child's peak RSS from wait4. The floors are
+# /bin/true and a minimal static Rust program (bench/floor.rs, built with
+# the same flags install.sh uses) that reads stdin and a JSON file and
+# prints the file: the least any Rust helper can cost.
+#
+# Knobs (environment): BENCH_WARMUP (10), BENCH_ROUNDS (300),
+# BENCH_CONC_ROUNDS (5), BENCH_PARALLEL (64), BENCH_OUT (BENCHMARKS.md path),
+# BENCH_KEEP=1 (keep the temp dir with the raw samples, for debugging).
 #
 # Everything runs on loopback, in one temp dir, inside a private D-Bus session
 # with an unlocked throwaway gnome-keyring (scripts/with-secret-service.sh);
@@ -21,8 +29,8 @@ err() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # command → Debian package, for the ones this benchmark needs.
 deps=(
-  hyperfine:hyperfine
-  /usr/bin/time:time
+  gcc:gcc
+  strace:strace
   docker-credential-ecr-login:amazon-ecr-credential-helper
   docker-credential-secretservice:golang-docker-credential-helpers
   gnome-keyring-daemon:gnome-keyring
@@ -37,6 +45,8 @@ ensure_deps() {
   for d in "${deps[@]}"; do
     command -v "${d%%:*}" >/dev/null 2>&1 || missing+=("${d#*:}")
   done
+  # gcc -static needs glibc's libc.a (libc6-dev).
+  [ -f "$(gcc -print-file-name=libc.a 2>/dev/null)" ] || missing+=(libc6-dev)
   [ "${#missing[@]}" -eq 0 ] && return 0
   say "installing ${missing[*]}"
   local sudo=""
@@ -46,11 +56,22 @@ ensure_deps() {
 }
 
 target_dir() { printf '%s\n' "${CARGO_TARGET_DIR:-$repo/target}"; }
+BENCH_BUILD=$(target_dir)/bench
+
 
 build() {
-  say "building the release binary and the fake IBM API"
-  (cd "$repo" && cargo build --release --locked --quiet &&
-    cargo build --release --locked --quiet --example fake-ibm-api)
+  mkdir -p "$BENCH_BUILD"
+  say "building and installing the helper with install.sh (into $BENCH_BUILD/install)"
+  "$repo/install.sh" --prefix "$BENCH_BUILD/install" 2>&1 | tee "$BENCH_BUILD/install.log" >&2
+  [ "${PIPESTATUS[0]}" -eq 0 ] || err "install.sh failed"
+  say "building the fake IBM API, the driver and the floor program"
+  (cd "$repo" && cargo build --release --locked --quiet --example fake-ibm-api)
+  gcc -O2 -static -Wall -Wextra -o "$BENCH_BUILD/driver" "$repo/bench/driver.c"
+  # The floor gets the RUSTFLAGS install.sh built the helper with (its info line).
+  sed -n "s/^info: building .* RUSTFLAGS='\([^']*\)'.*/\1/p" "$BENCH_BUILD/install.log" >"$BENCH_BUILD/rustflags"
+  # shellcheck disable=SC2046 # the flags are words
+  rustc --edition 2021 -C opt-level=3 -C panic=abort -C strip=symbols $(cat "$BENCH_BUILD/rustflags") \
+    -o "$BENCH_BUILD/floor" "$repo/bench/floor.rs"
 }
 
 if [ "${1:-}" != "--inside" ]; then
@@ -64,23 +85,25 @@ shift
 # ---------------------------------------------------------------------------
 # Inside the private Secret Service session.
 # ---------------------------------------------------------------------------
-WARMUP=${BENCH_WARMUP:-5}
-RUNS=${BENCH_RUNS:-100}
-RSS_RUNS=${BENCH_RSS_RUNS:-5}
-ROUNDS=${BENCH_ROUNDS:-5}
+WARMUP=${BENCH_WARMUP:-10}
+ROUNDS=${BENCH_ROUNDS:-300}
+CONC_ROUNDS=${BENCH_CONC_ROUNDS:-5}
 PARALLEL=${BENCH_PARALLEL:-64}
 OUT=${BENCH_OUT:-$repo/BENCHMARKS.md}
 PY=$(command -v /usr/bin/python3 || command -v python3)
 
 # The commit the binary was just built from, and whether the tree differed.
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -z "$(git -C "$repo" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] ||
-  commit="$commit (plus uncommitted changes under src/)"
+[ -z "$(git -C "$repo" status --porcelain -- src Cargo.toml Cargo.lock install.sh 2>/dev/null)" ] ||
+  commit="$commit (plus uncommitted changes)"
 
-HELPER=$(target_dir)/release/docker-credential-ibmcr
+HELPER=$BENCH_BUILD/install/bin/docker-credential-ibmcr
 FAKE=$(target_dir)/release/examples/fake-ibm-api
-[ -x "$HELPER" ] || err "no $HELPER: the build did not produce it"
-[ -x "$FAKE" ] || err "no $FAKE: the build did not produce it"
+DRIVER=$BENCH_BUILD/driver
+FLOOR=$BENCH_BUILD/floor
+for f in "$HELPER" "$FAKE" "$DRIVER" "$FLOOR"; do
+  [ -x "$f" ] || err "no $f: the build did not produce it"
+done
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/ibmcr-bench.XXXXXX")
 case "$T$HELPER" in
@@ -99,8 +122,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Loopback only, and nothing from the caller's environment steers the helper.
-unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+# Loopback only, and nothing from the caller's environment steers the helper
+# (SSL_CERT_*: a user's default is the system bundle).
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY SSL_CERT_FILE SSL_CERT_DIR
 unset IBMCLOUD_API_KEY IC_API_KEY IBMCR_LOG IBMCR_MODE IBMCR_STORE IBMCR_HOME \
   IBMCR_TOKEN_ACCESS IBMCLOUD_IAM_API_ENDPOINT IBMCLOUD_CR_API_ENDPOINT
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
@@ -120,7 +144,7 @@ fake() { # fake METHOD PATH [JSON]
 fake_stat() { fake GET /_fake/stats | "$PY" -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 fake_requests() { fake GET /_fake/requests | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 
-# A loopback port nothing listens on, for ecr-login's proxies.
+# A loopback port nothing listens on, for ecr-login's proxies and the https probe.
 CLOSED_PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
 # --- inputs -----------------------------------------------------------------
@@ -129,44 +153,55 @@ ECR_ACCOUNT=123456789012
 ECR_HOST=$ECR_ACCOUNT.dkr.ecr.us-east-1.amazonaws.com
 printf 'ghcr.io' >"$T/in/plain"
 printf 'us.icr.io' >"$T/in/ibm"
+printf 'quay.io' >"$T/in/none"
 printf '%s' "$ECR_HOST" >"$T/in/ecr"
 printf 'grant_type=urn%%3Aibm%%3Aparams%%3Aoauth%%3Agrant-type%%3Aapikey&apikey=%s' "$API_KEY" >"$T/in/iam-body"
+printf '%s' '{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"us.icr.io/bench/app:1"}' >"$T/in/kubelet"
 
-# --- commands -----------------------------------------------------------------
-# Every timed command is `sh -c 'export …; exec CMD < FILE'`, so each pays the
-# same sh start as the floor `sh -c 'exec /bin/true < FILE'`.
+# --- the commands ---------------------------------------------------------------
+# A case is ID|LABEL|ENV|ARGV|STDIN|EXIT: ENV is space-separated NAME=VALUE
+# pairs laid over this environment, ARGV starts with an absolute path.
 ibmcr_env() { # ibmcr_env STORE HOME
-  printf 'export IBMCR_STORE=%s IBMCR_HOME=%s IBMCR_MODE=bearer IBMCLOUD_IAM_API_ENDPOINT=%s IBMCLOUD_CR_API_ENDPOINT=%s' \
+  printf 'IBMCR_STORE=%s IBMCR_HOME=%s IBMCR_MODE=bearer IBMCLOUD_IAM_API_ENDPOINT=%s IBMCLOUD_CR_API_ENDPOINT=%s' \
     "$1" "$2" "$FAKE_URL" "$FAKE_URL"
 }
-ECR_ENV="export HOME=$T/ecr AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=AKIABENCHMARKEXAMPLE AWS_SECRET_ACCESS_KEY=bench-dummy-secret AWS_CONFIG_FILE=$T/ecr/no-config AWS_SHARED_CREDENTIALS_FILE=$T/ecr/no-credentials HTTPS_PROXY=http://127.0.0.1:$CLOSED_PORT HTTP_PROXY=http://127.0.0.1:$CLOSED_PORT https_proxy=http://127.0.0.1:$CLOSED_PORT http_proxy=http://127.0.0.1:$CLOSED_PORT NO_PROXY= no_proxy="
-
-# id | label | env prefix ("" for none) | program and args | stdin file
+ECR_ENV="HOME=$T/ecr AWS_EC2_METADATA_DISABLED=true AWS_ACCESS_KEY_ID=AKIABENCHMARKEXAMPLE AWS_SECRET_ACCESS_KEY=bench-dummy-secret AWS_CONFIG_FILE=$T/ecr/no-config AWS_SHARED_CREDENTIALS_FILE=$T/ecr/no-credentials HTTPS_PROXY=http://127.0.0.1:$CLOSED_PORT HTTP_PROXY=http://127.0.0.1:$CLOSED_PORT https_proxy=http://127.0.0.1:$CLOSED_PORT http_proxy=http://127.0.0.1:$CLOSED_PORT NO_PROXY= no_proxy="
 cases=(
-  "true|/bin/true (floor)||/bin/true|$T/in/plain"
-  "file_plain|ibmcr get, stored non-IBM credential, file store|$(ibmcr_env file "$T/file")|$HELPER get|$T/in/plain"
-  "file_ibm|ibmcr get, cached IBM bearer token, file store|$(ibmcr_env file "$T/file")|$HELPER get|$T/in/ibm"
-  "keyring_plain|ibmcr get, stored non-IBM credential, keyring store|$(ibmcr_env keyring "$T/keyring")|$HELPER get|$T/in/plain"
-  "keyring_ibm|ibmcr get, cached IBM bearer token, keyring store|$(ibmcr_env keyring "$T/keyring")|$HELPER get|$T/in/ibm"
-  "ecr|docker-credential-ecr-login get, from its cache|$ECR_ENV|$(command -v docker-credential-ecr-login) get|$T/in/ecr"
-  "secretservice|docker-credential-secretservice get, keyring|export HOME=$T/ss|$(command -v docker-credential-secretservice) get|$T/in/plain"
+  "true|\`/bin/true\` (floor)||/bin/true|$T/in/plain|0"
+  "floor|minimal static Rust program: reads stdin and a JSON file, prints the file||$FLOOR $T/file/tokens.json|$T/in/ibm|0"
+  "file_ibm|ibmcr get, cached IBM bearer token, file store|$(ibmcr_env file "$T/file")|$HELPER get|$T/in/ibm|0"
+  "file_plain|ibmcr get, stored non-IBM credential, file store|$(ibmcr_env file "$T/file")|$HELPER get|$T/in/plain|0"
+  "file_none|ibmcr get, nothing stored for the host (not found), file store|$(ibmcr_env file "$T/file")|$HELPER get|$T/in/none|1"
+  "version|ibmcr version||$HELPER version|$T/in/plain|0"
+  "keyring_plain|ibmcr get, stored non-IBM credential, keyring store|$(ibmcr_env keyring "$T/keyring")|$HELPER get|$T/in/plain|0"
+  "keyring_ibm|ibmcr get, cached IBM bearer token, keyring store|$(ibmcr_env keyring "$T/keyring")|$HELPER get|$T/in/ibm|0"
+  "ecr|docker-credential-ecr-login get, from its cache|$ECR_ENV|$(command -v docker-credential-ecr-login) get|$T/in/ecr|0"
+  "secretservice|docker-credential-secretservice get, keyring|HOME=$T/ss|$(command -v docker-credential-secretservice) get|$T/in/plain|0"
 )
-cold_case="cold|ibmcr get, cold mint (no token cache) against the fake|$(ibmcr_env file "$T/cold")|$HELPER get|$T/in/ibm"
-curl_case="curl|curl POST /identity/token to the fake (its own round trip)||$(command -v curl) -sf -o /dev/null -H Accept:application/json -H Content-Type:application/x-www-form-urlencoded --data-binary @$T/in/iam-body $FAKE_URL/identity/token|/dev/null"
+cold_case="cold|ibmcr get, cold mint (no token cache) against the fake|$(ibmcr_env file "$T/cold")|$HELPER get|$T/in/ibm|0"
+curl_case="curl|curl POST /identity/token to the fake (its own round trip)||$(command -v curl) -sf -o /dev/null -H Accept:application/json -H Content-Type:application/x-www-form-urlencoded --data-binary @$T/in/iam-body $FAKE_URL/identity/token|/dev/null|0"
 
-field() { local IFS='|' f; read -r -a f <<<"$1"; printf '%s\n' "${f[$2]}"; }
-# inner CASE [WRAP]: the sh -c script of a case, optionally with WRAP before the program.
-inner() {
-  local env prog input
-  env=$(field "$1" 2) prog=$(field "$1" 3) input=$(field "$1" 4)
-  printf '%sexec %s%s < %s' "${env:+$env; }" "${2:+$2 }" "$prog" "$input"
+field() { local IFS='|' f; read -r -a f <<<"$1"; printf '%s\n' "${f[$2]:-}"; }
+# run_case CASE [WRAPPER…]: runs a case once, as the driver would, output on stdout.
+run_case() {
+  local c=$1 env argv input
+  shift
+  env=$(field "$c" 2) argv=$(field "$c" 3) input=$(field "$c" 4)
+  # shellcheck disable=SC2086 # ENV and ARGV are space-separated words by design
+  env $env "$@" $argv <"$input"
 }
-command_of() { printf "sh -c '%s'" "$(inner "$1")"; }
-
+# spec_line CASE [UNLINK]: the driver's line for a case.
+spec_line() {
+  local env
+  env=$(field "$1" 2)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(field "$1" 0)" "$(field "$1" 4)" "$(field "$1" 5)" \
+    "${2:--}" "${env:--}" "$(field "$1" 3)"
+}
 manifest=$T/manifest.tsv
 : >"$manifest"
 add_manifest() { # add_manifest CASE GROUP
-  printf '%s\t%s\t%s\t%s\n' "$(field "$1" 0)" "$2" "$(field "$1" 1)" "$(command_of "$1")" >>"$manifest"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(field "$1" 0)" "$2" "$(field "$1" 1)" "$(field "$1" 2)" \
+    "$(field "$1" 3)" "$(field "$1" 4)" >>"$manifest"
 }
 
 # --- set-up: stored credentials and warm caches -------------------------------
@@ -184,6 +219,7 @@ for store in file keyring; do
 done
 ibmcr file "$T/cold" store "{\"ServerURL\":\"us.icr.io\",\"Username\":\"iamapikey\",\"Secret\":\"$API_KEY\"}" >/dev/null
 ibmcr file "$T/conc" store "{\"ServerURL\":\"us.icr.io\",\"Username\":\"iamapikey\",\"Secret\":\"$API_KEY\"}" >/dev/null
+ibmcr file "$T/https" store "{\"ServerURL\":\"us.icr.io\",\"Username\":\"iamapikey\",\"Secret\":\"$API_KEY\"}" >/dev/null
 
 # ecr-login's file cache (amazon-ecr-credential-helper 0.6.0, ecr-login/cache):
 # ~/.ecr/cache.json, {"Registries": {KEY: AuthEntry}, "Version": "1.0"}, where
@@ -212,10 +248,25 @@ PYEOF
 mkdir -p "$T/ss"
 HOME=$T/ss docker-credential-secretservice store <<<'{"ServerURL":"ghcr.io","Username":"bench-user","Secret":"bench-plain-secret"}' >/dev/null
 
+# --- 5: the kubelet plugin's cached answer (a slot) ---------------------------
+# `docker-credential-ibmcr kubelet-plugin` (../shared/fleet.md §6) reads a
+# CredentialProviderRequest on stdin. When the installed binary answers one
+# (the first call may mint, the second must come from its cache), its cached
+# answer joins the timed commands as `kubelet`; until then the report says
+# it was not measured.
+kubelet_case="kubelet|ibmcr kubelet-plugin, cached answer, file store|$(ibmcr_env file "$T/file")|$HELPER kubelet-plugin|$T/in/kubelet|0"
+kubelet=absent
+if run_case "$kubelet_case" >/dev/null 2>&1 &&
+  out=$(run_case "$kubelet_case" 2>/dev/null) &&
+  "$PY" -c 'import json,sys; assert json.loads(sys.argv[1])["kind"]=="CredentialProviderResponse"' "$out" 2>/dev/null; then
+  kubelet=present
+  cases+=("$kubelet_case")
+fi
+
 # --- verify every command answers what it should before timing it -------------
 expect() { # expect CASE USERNAME SECRET(or "jwt")
   local out
-  out=$(sh -c "$(inner "$1")") || err "$(field "$1" 1): exit $? before timing: $out"
+  out=$(run_case "$1") || err "$(field "$1" 1): exit $? before timing: $out"
   "$PY" - "$out" "$2" "$3" <<'PYEOF' || err "$(field "$1" 1): did not answer a credential: $out"
 import json, sys
 got, user, secret = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -223,74 +274,89 @@ assert got["Username"] == user, got
 assert (got["Secret"].count(".") == 2) if secret == "jwt" else (got["Secret"] == secret), got
 PYEOF
 }
-expect "${cases[1]}" bench-user bench-plain-secret
-expect "${cases[2]}" iambearer jwt
-expect "${cases[3]}" bench-user bench-plain-secret
-expect "${cases[4]}" iambearer jwt
-expect "${cases[5]}" AWS bench-ecr-password
-expect "${cases[6]}" bench-user bench-plain-secret
+by_id() { local c; for c in "${cases[@]}"; do [ "$(field "$c" 0)" = "$1" ] && printf '%s\n' "$c"; done; }
+[ "$(run_case "$(by_id true)"; echo $?)" = 0 ] || err "/bin/true failed"
+[ "$(run_case "$(by_id floor)")" = "$(cat "$T/file/tokens.json")" ] || err "the floor program did not print the file"
+expect "$(by_id file_ibm)" iambearer jwt
+expect "$(by_id file_plain)" bench-user bench-plain-secret
+out=$(run_case "$(by_id file_none)" 2>&1) && err "not found exited 0: $out"
+[ "$out" = "credentials not found in native keychain" ] || err "not found answered: $out"
+run_case "$(by_id version)" | grep -q '^docker-credential-ibmcr' || err "version did not answer"
+expect "$(by_id keyring_plain)" bench-user bench-plain-secret
+expect "$(by_id keyring_ibm)" iambearer jwt
+expect "$(by_id ecr)" AWS bench-ecr-password
+expect "$(by_id secretservice)" bench-user bench-plain-secret
 grep -q 'Using cached token' "$T"/ecr/.ecr/log/* 2>/dev/null ||
   err "ecr-login did not say it answered from its cache (see its log under ~/.ecr/log)"
 
 # Does the keyring-store IBM get touch the keyring? Ask it with the bus gone.
-if out=$(DBUS_SESSION_BUS_ADDRESS=unix:path=$T/no-such-bus sh -c "$(inner "${cases[4]}")" 2>&1) &&
+if out=$(run_case "$(by_id keyring_ibm)" "DBUS_SESSION_BUS_ADDRESS=unix:path=$T/no-such-bus" 2>&1) &&
   "$PY" -c 'import json,sys; assert json.loads(sys.argv[1])["Username"]=="iambearer"' "$out" 2>/dev/null; then
   keyring_free=yes
 else
   keyring_free=no
 fi
 
-# --- 1–3: warm gets, one hyperfine run for all ---------------------------------
+# --- 1: warm commands, one interleaved driver run --------------------------------
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-hf=(hyperfine -N --style basic --warmup "$WARMUP" --runs "$RUNS")
-warm_cmds=()
+: >"$T/warm.spec"
 for c in "${cases[@]}"; do
   add_manifest "$c" warm
-  warm_cmds+=("$(command_of "$c")")
+  spec_line "$c" >>"$T/warm.spec"
 done
 fake POST /_fake/reset >/dev/null
-say "timing ${#cases[@]} warm gets ($WARMUP warm-up + $RUNS runs each)"
-"${hf[@]}" --export-json "$T/warm.json" "${warm_cmds[@]}" >&2
+say "timing ${#cases[@]} commands, interleaved: $WARMUP warm-up + $ROUNDS rounds"
+"$DRIVER" "$T/warm.spec" "$WARMUP" "$ROUNDS" "$T/warm.tsv"
 warm_requests=$(fake_requests)
 
-# --- 4a: cold mint vs curl's round trip to the fake ----------------------------
+# --- 3: cold mint vs curl's round trip to the fake, interleaved ------------------
 # One probe first: exactly which requests does one cold get make?
 rm -f "$T/cold/tokens.json"
 fake POST /_fake/reset >/dev/null
 expect "$cold_case" iambearer jwt
 fake GET /_fake/requests >"$T/cold-probe.json"
 
-add_manifest "$cold_case" cold
-fake POST /_fake/reset >/dev/null
-say "timing the cold mint"
-"${hf[@]}" --prepare "rm -f $T/cold/tokens.json" --export-json "$T/cold.json" "$(command_of "$cold_case")" >&2
-cold_mints=$(fake_stat iam_mints) cold_requests=$(fake_requests)
-
-add_manifest "$curl_case" curl
-fake POST /_fake/reset >/dev/null
-say "timing curl's round trip to the fake"
-"${hf[@]}" --export-json "$T/curl.json" "$(command_of "$curl_case")" >&2
-curl_mints=$(fake_stat iam_mints)
-
-# --- 5: peak RSS (GNU time %M, KiB), max over a few runs -----------------------
-say "measuring peak RSS ($RSS_RUNS runs each)"
-: >"$T/rss.tsv"
-for c in "${cases[@]}" "$cold_case" "$curl_case"; do
-  id=$(field "$c" 0)
-  for _ in $(seq "$RSS_RUNS"); do
-    [ "$id" = cold ] && rm -f "$T/cold/tokens.json"
-    sh -c "$(inner "$c" "/usr/bin/time -f %M -o $T/rss.one")" >/dev/null 2>&1 ||
-      err "$(field "$c" 1) failed under /usr/bin/time"
-    printf '%s\t%s\n' "$id" "$(tail -n 1 "$T/rss.one")" >>"$T/rss.tsv"
-  done
+for c in "$(by_id true)" "$cold_case" "$curl_case"; do
+  add_manifest "$c" cold
 done
+{
+  spec_line "$(by_id true)"
+  spec_line "$cold_case" "$T/cold/tokens.json"
+  spec_line "$curl_case"
+} >"$T/cold.spec"
+fake POST /_fake/reset >/dev/null
+say "timing the cold mint against curl, interleaved: $WARMUP warm-up + $ROUNDS rounds"
+"$DRIVER" "$T/cold.spec" "$WARMUP" "$ROUNDS" "$T/cold.tsv"
+cold_mints=$(fake_stat iam_mints) cold_requests=$(fake_requests)
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- where the time goes: system calls, files opened, D-Bus calls (strace) -------
+say "counting system calls, opens and D-Bus calls (strace, untimed)"
+trace() { # trace NAME CASE [strace options…]: one untimed run under strace
+  local name=$1 c=$2
+  shift 2
+  run_case "$c" strace -f -qq -o "$T/strace.$name" "$@" >/dev/null 2>&1 || true
+}
+trace file_ibm "$(by_id file_ibm)"
+trace file_plain "$(by_id file_plain)"
+trace true "$(by_id true)"
+trace floor "$(by_id floor)"
+rm -f "$T/cold/tokens.json"
+trace cold "$cold_case" -e trace=openat,open
+# An https IAM endpoint on a closed port: the client is built (CA roots
+# read) and the connect is refused. The retries reuse the client.
+https_case="https|ibmcr get, cold, https endpoint on a closed port|IBMCR_STORE=file IBMCR_HOME=$T/https IBMCR_MODE=bearer IBMCLOUD_IAM_API_ENDPOINT=https://127.0.0.1:$CLOSED_PORT|$HELPER get|$T/in/ibm|1"
+trace https "$https_case" -e trace=openat,open
+trace dbus_ibmcr "$(by_id keyring_plain)" -xx -s 65536 -e trace=sendmsg,sendto,write,writev
+trace dbus_ss "$(by_id secretservice)" -xx -s 65536 -e trace=sendmsg,sendto,write,writev
+"$PY" "$repo/bench/strace_facts.py" --dir "$T" >"$T/strace.tsv"
 
 # --- 4b: PARALLEL concurrent gets on an expired token --------------------------
-say "running $ROUNDS rounds of $PARALLEL concurrent gets on an expired token"
+say "running $CONC_ROUNDS rounds of $PARALLEL concurrent gets on an expired token"
 IBMCR_STORE=file IBMCR_HOME=$T/conc IBMCR_MODE=bearer \
   IBMCLOUD_IAM_API_ENDPOINT=$FAKE_URL IBMCLOUD_CR_API_ENDPOINT=$FAKE_URL \
   "$PY" "$repo/bench/concurrent.py" --helper "$HELPER" --input "$T/in/ibm" --fake "$FAKE_URL" \
-  --parallel "$PARALLEL" --rounds "$ROUNDS" --lifetime 4 --work "$T/conc-work" --out "$T/concurrent.json"
+  --parallel "$PARALLEL" --rounds "$CONC_ROUNDS" --lifetime 4 --work "$T/conc-work" --out "$T/concurrent.json"
 
 # --- facts and the report ------------------------------------------------------
 dpkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "not from a Debian package"; }
@@ -300,11 +366,15 @@ dpkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "not fro
   printf 'kernel\t%s\n' "$(uname -sr)"
   # shellcheck disable=SC1091
   printf 'os\t%s\n' "$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME" || echo unknown)"
-  printf 'hyperfine\t%s\n' "$(hyperfine --version)"
-  printf 'gnu_time\t%s\n' "$(dpkg_version time)"
+  printf 'glibc\t%s\n' "$(dpkg_version libc6)"
+  printf 'gcc\t%s\n' "$(gcc -dumpfullversion 2>/dev/null || echo unknown)"
   printf 'ibmcr\t%s\n' "$("$HELPER" version | head -n 1)"
   printf 'commit\t%s\n' "$commit"
   printf 'rustc\t%s\n' "$(rustc -V 2>/dev/null || echo unknown)"
+  printf 'build\t%s\n' "$(sed -n 's/^info: building docker-credential-ibmcr with \(.*\) (rustc.*/\1/p' "$BENCH_BUILD/install.log" | head -n 1)"
+  printf 'binary\t%s\n' "$(file -b "$HELPER" 2>/dev/null | cut -d, -f1-4 || echo unknown)"
+  printf 'binary_bytes\t%s\n' "$(stat -c %s "$HELPER")"
+  printf 'floor_flags\t%s\n' "rustc -C opt-level=3 -C panic=abort -C strip=symbols $(cat "$BENCH_BUILD/rustflags")"
   printf 'ecr\t%s (Debian amazon-ecr-credential-helper %s)\n' \
     "$(docker-credential-ecr-login -v 2>/dev/null | sed -n 's/^Version: *//p')" "$(dpkg_version amazon-ecr-credential-helper)"
   printf 'secretservice\t%s (Debian golang-docker-credential-helpers %s)\n' \
@@ -312,12 +382,13 @@ dpkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo "not fro
   printf 'gnome_keyring\t%s\n' "$(dpkg_version gnome-keyring)"
   printf 'curl\t%s\n' "$(curl --version | head -n 1 | cut -d' ' -f1-2)"
   printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
-  printf 'warmup\t%s\nruns\t%s\nrss_runs\t%s\n' "$WARMUP" "$RUNS" "$RSS_RUNS"
+  printf 'warmup\t%s\nrounds\t%s\n' "$WARMUP" "$ROUNDS"
   printf 'warm_requests\t%s\n' "$warm_requests"
-  printf 'cold_mints\t%s\ncold_requests\t%s\ncurl_mints\t%s\n' "$cold_mints" "$cold_requests" "$curl_mints"
+  printf 'cold_mints\t%s\ncold_requests\t%s\n' "$cold_mints" "$cold_requests"
   printf 'keyring_free\t%s\n' "$keyring_free"
-  printf 'tmp\t%s\nfake_url\t%s\n' "$T" "$FAKE_URL"
-  printf 'load\t%s → %s\n' "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)"
+  printf 'kubelet\t%s\n' "$kubelet"
+  printf 'tmp\t%s\nfake_url\t%s\nhelper\t%s\nbench_build\t%s\nrepo\t%s\n' "$T" "$FAKE_URL" "$HELPER" "$BENCH_BUILD" "$repo"
+  printf 'load\t%s → %s\n' "$load_before" "$load_after"
 } >"$T/facts.tsv"
 
 "$PY" "$repo/bench/report.py" --dir "$T" --out "$OUT"

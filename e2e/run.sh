@@ -5,7 +5,8 @@
 # What it sets up and why: e2e/README.md.
 #
 # Usage (as root, from anywhere):  e2e/run.sh [SCENARIO…]     e.g. e2e/run.sh a c
-#   IBMCR_E2E_NO_BUILD=1     use the binaries already in $CARGO_TARGET_DIR/release
+#   IBMCR_E2E_NO_BUILD=1     use the binaries already built (install.sh's in
+#                            $CARGO_TARGET_DIR/e2e-install/bin, the fake in release/examples)
 #   IBMCR_E2E_KEEP_LOGS=DIR  copy every log of the run into DIR before cleaning up
 set -euo pipefail
 
@@ -163,11 +164,15 @@ install_packages() {
 }
 
 build_binaries() {
+  # The helper users get: built and installed by install.sh (on glibc Linux a
+  # static binary, which a plain cargo build is not), into a prefix of our own.
+  local prefix=$CARGO_TARGET_DIR/e2e-install
   if [ -z "${IBMCR_E2E_NO_BUILD:-}" ]; then
-    say "building the helper and the fake IBM API (release)"
-    (cd "$REPO" && cargo build --release --bins --example fake-ibm-api)
+    say "building the helper with install.sh (into $prefix) and the fake IBM API (release)"
+    "$REPO/install.sh" --prefix "$prefix" || die "install.sh failed"
+    (cd "$REPO" && cargo build --release --example fake-ibm-api)
   fi
-  HELPER_BIN=$CARGO_TARGET_DIR/release/docker-credential-ibmcr
+  HELPER_BIN=$prefix/bin/docker-credential-ibmcr
   FAKE_BIN=$CARGO_TARGET_DIR/release/examples/fake-ibm-api
   [ -x "$HELPER_BIN" ] || die "no $HELPER_BIN"
   [ -x "$FAKE_BIN" ] || die "no $FAKE_BIN"

@@ -152,7 +152,8 @@ impl Env {
 
     /// Builds an `Env` from `lookup`. With `project_dirs`, the directories
     /// come from `directories` (which reads `HOME`/`XDG_*` itself) unless
-    /// `IBMCR_HOME` is set; without, only `IBMCR_HOME` gives directories.
+    /// `IBMCR_HOME` is set, and only when `HOME` is set and not empty;
+    /// without, only `IBMCR_HOME` gives directories.
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<OsString>,
         project_dirs: bool,
@@ -234,11 +235,17 @@ impl Env {
                 cache: home.clone(),
                 config: home,
             }),
-            None if project_dirs => directories::ProjectDirs::from("", "", "ibmcr").map(|p| Dirs {
-                data: p.data_dir().to_path_buf(),
-                cache: p.cache_dir().to_path_buf(),
-                config: p.config_dir().to_path_buf(),
-            }),
+            // Without HOME, `directories` would ask the user database
+            // (getpwuid_r): glibc's NSS, which a static binary can only reach
+            // by loading shared modules at run time. The helper never does:
+            // no HOME and no IBMCR_HOME is the one-line error of `dirs()`.
+            None if project_dirs && path("HOME").is_some() => {
+                directories::ProjectDirs::from("", "", "ibmcr").map(|p| Dirs {
+                    data: p.data_dir().to_path_buf(),
+                    cache: p.cache_dir().to_path_buf(),
+                    config: p.config_dir().to_path_buf(),
+                })
+            }
             None => None,
         };
         Ok(Env {
@@ -420,6 +427,32 @@ mod tests {
             bad.cr_token().unwrap_err().to_string(),
             "IBMCLOUD_CR_TOKEN is `@` without a file name"
         );
+    }
+
+    #[test]
+    fn no_home_is_one_error_and_never_a_user_database_lookup() {
+        // With project_dirs on, a missing or empty HOME must not reach
+        // `directories` (whose fallback is getpwuid_r, glibc's NSS).
+        for vars in [&[][..], &[("HOME", "")][..]] {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let e = Env::from_lookup(
+                |name| {
+                    vars.iter()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| OsString::from(v))
+                },
+                true,
+            )
+            .unwrap();
+            assert!(e.dirs.is_none());
+            assert_eq!(
+                e.dirs().unwrap_err().to_string(),
+                "no home directory: set HOME or IBMCR_HOME"
+            );
+        }
     }
 
     #[test]

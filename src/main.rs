@@ -1,5 +1,17 @@
 //! `docker-credential-ibmcr`: argv → action, the environment read once,
 //! `run`, and the error line on stdout (and stderr) with exit 1.
+//!
+//! The process starts at the C `main` below, not through Rust's own
+//! start-up (`std::rt::lang_start`): a credential helper runs once per
+//! registry request, and on Linux that start-up reads `/proc/self/maps`
+//! through `pthread_getattr_np` (a scanf over the file, with the locale
+//! tables it needs) only to place a stack-overflow message, which cost a
+//! cached `get` about a tenth of its pages and time (bench/run.sh). What it
+//! does that matters here is done by hand: SIGPIPE ignored, so a closed
+//! stdout is a write error rather than a kill, and stdout flushed at the end.
+//! `std::env::args_os` still works: glibc hands std the arguments itself.
+// (Not in the unit-test build of this file, whose main is libtest's.)
+#![cfg_attr(not(test), no_main)]
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -7,7 +19,28 @@ use std::time::SystemTime;
 
 use docker_credential_ibmcr::{self as ibmcr, Action, Env, Error};
 
-fn main() -> ExitCode {
+/// The C entry point (see the module comment).
+#[cfg(not(test))]
+#[no_mangle]
+pub extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let code = helper();
+    let flushed = std::io::stdout().flush().is_ok();
+    if code == ExitCode::SUCCESS && flushed {
+        0
+    } else {
+        1
+    }
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn helper() -> ExitCode {
     // Before any secret is read: this process holds API keys and tokens in
     // memory, and a core file would keep them on disk.
     ibmcr::no_core_dumps();

@@ -73,8 +73,10 @@ pub(super) struct Http {
     bound: Duration,
     /// For remote endpoints: honours the proxy variables, https only.
     proxied: OnceLock<Client>,
-    /// For loopback endpoints: never through a proxy.
-    direct: OnceLock<Client>,
+    /// For https on a loopback host: never through a proxy.
+    direct_tls: OnceLock<Client>,
+    /// For plain http on a loopback host: no proxy, and no CA roots read.
+    direct_plain: OnceLock<Client>,
     /// For the VPC metadata service: never through a proxy, plain http.
     metadata: OnceLock<Client>,
 }
@@ -85,7 +87,8 @@ impl Http {
         Http {
             bound,
             proxied: OnceLock::new(),
-            direct: OnceLock::new(),
+            direct_tls: OnceLock::new(),
+            direct_plain: OnceLock::new(),
             metadata: OnceLock::new(),
         }
     }
@@ -97,27 +100,35 @@ impl Http {
 
     /// The client for `endpoint`, built on first use.
     fn client(&self, endpoint: &Endpoint) -> std::result::Result<&Client, String> {
-        let (cell, connect_timeout) = if endpoint.is_metadata() {
-            (&self.metadata, METADATA_CONNECT_TIMEOUT)
-        } else if endpoint.is_loopback() {
-            (&self.direct, CONNECT_TIMEOUT)
-        } else {
-            (&self.proxied, CONNECT_TIMEOUT)
+        // Endpoint::parse allows plain http on a loopback host, and on the
+        // metadata service only.
+        let tls = endpoint.as_str().starts_with("https://");
+        let (cell, connect_timeout) = match (endpoint.is_metadata(), endpoint.is_loopback(), tls) {
+            (true, _, _) => (&self.metadata, METADATA_CONNECT_TIMEOUT),
+            (false, false, _) => (&self.proxied, CONNECT_TIMEOUT),
+            (false, true, true) => (&self.direct_tls, CONNECT_TIMEOUT),
+            (false, true, false) => (&self.direct_plain, CONNECT_TIMEOUT),
         };
         if let Some(client) = cell.get() {
             return Ok(client);
         }
-        let builder = Client::builder()
+        let mut builder = Client::builder()
             .connect_timeout(connect_timeout)
             .timeout(self.bound)
             .user_agent(USER_AGENT)
             // A redirect could carry the API key in a re-sent body elsewhere.
             .redirect(Policy::none());
-        let builder = if endpoint.is_loopback() || endpoint.is_metadata() {
+        builder = if endpoint.is_loopback() || endpoint.is_metadata() {
             builder.no_proxy()
         } else {
             builder.https_only(true)
         };
+        // Only a TLS client needs CA roots: a plain http loopback call reads none.
+        if tls {
+            for root in ca_roots()? {
+                builder = builder.add_root_certificate(root);
+            }
+        }
         let client = builder
             .build()
             .map_err(|e| format!("could not set up the HTTP client ({})", cause(&e)))?;
@@ -208,6 +219,64 @@ impl Http {
             attempt += 1;
         }
     }
+}
+
+/// The CA roots a TLS client trusts, read from the platform once per client.
+///
+/// When `SSL_CERT_FILE` or `SSL_CERT_DIR` is set, exactly what they name
+/// (rustls-native-certs reads them). Otherwise, on Linux, the system's one
+/// bundle file (Debian: `/etc/ssl/certs/ca-certificates.crt`, which
+/// `update-ca-certificates` fills with corporate CAs too) rather than every
+/// file in `/etc/ssl/certs` (147 opens on Debian 12); the directory only
+/// where no bundle file exists. Elsewhere, the platform's store.
+fn ca_roots() -> std::result::Result<Vec<reqwest::Certificate>, String> {
+    // Only whether they are set: rustls-native-certs reads them.
+    #[allow(clippy::disallowed_methods)]
+    let from_env = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()));
+    #[cfg(target_os = "linux")]
+    let bundle = (!from_env)
+        .then(|| openssl_probe::probe().cert_file)
+        .flatten();
+    #[cfg(not(target_os = "linux"))]
+    let bundle: Option<std::path::PathBuf> = None;
+    roots_from(bundle.as_deref(), from_env)
+}
+
+/// The roots in `bundle`, else from rustls-native-certs (the variables, or
+/// the platform). Roots that do not parse are skipped, as reqwest's own
+/// loader skips them; none at all is an error saying where it looked.
+fn roots_from(
+    bundle: Option<&std::path::Path>,
+    from_env: bool,
+) -> std::result::Result<Vec<reqwest::Certificate>, String> {
+    let loaded = match bundle {
+        Some(file) => rustls_native_certs::load_certs_from_paths(Some(file), None),
+        None => rustls_native_certs::load_native_certs(),
+    };
+    let roots: Vec<_> = loaded
+        .certs
+        .into_iter()
+        .filter(|der| rustls::RootCertStore::empty().add(der.clone()).is_ok())
+        .filter_map(|der| reqwest::Certificate::from_der(der.as_ref()).ok())
+        .collect();
+    if roots.is_empty() {
+        let from = match (bundle, from_env) {
+            (Some(file), _) => format!("in {}", file.display()),
+            (None, true) => "where SSL_CERT_FILE or SSL_CERT_DIR points".to_string(),
+            (None, false) => "in the system's certificate store".to_string(),
+        };
+        let why = loaded
+            .errors
+            .first()
+            .map(|e| format!(" ({})", log::excerpt(&e.to_string(), MAX_SERVER_TEXT)))
+            .unwrap_or_default();
+        return Err(format!(
+            "no usable CA certificates {from}{why}: set SSL_CERT_FILE to a PEM bundle"
+        ));
+    }
+    Ok(roots)
 }
 
 /// What went wrong on the wire, described without reqwest's own text.
@@ -402,6 +471,52 @@ mod tests {
     fn iam_429(retry_after_secs: u64, times: u32) -> Fault {
         let kind = FaultKind::TooManyRequests { retry_after_secs };
         fault("POST", "/identity", kind, times)
+    }
+
+    /// A self-signed P-256 root, valid until 2126: a fixture, never trusted by anything.
+    const TEST_ROOT: &str = "-----BEGIN CERTIFICATE-----
+MIIBizCCATGgAwIBAgIUaL3hZvF5XqGbUgJL4FPtXBTamwIwCgYIKoZIzj0EAwIw
+GjEYMBYGA1UEAwwPaWJtY3IgdGVzdCByb290MCAXDTI2MTEyODA1NDQzNloYDzIx
+MjYxMTA0MDU0NDM2WjAaMRgwFgYDVQQDDA9pYm1jciB0ZXN0IHJvb3QwWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAAQ12ympqjlKeO14OeMQ6pi+wkAsUEozcVbqJneO
+VvJeZUYU+wh8DC5Q5phP6K4f7w+F1w9J4itth7w4JgRTXjKNo1MwUTAdBgNVHQ4E
+FgQUmpBOfc5fQu0Bukme+7xHw8Uml9EwHwYDVR0jBBgwFoAUmpBOfc5fQu0Bukme
++7xHw8Uml9EwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiBxzCn4
+ar9trJcln3j+f5bCMG7ZI8NLI6Ig1Ot4OcSU8AIhAOQgX0oFtVKH3hz2VtffD8MB
+SlYiNraswX+fJUR9GZdG
+-----END CERTIFICATE-----
+";
+
+    fn bundle_file(name: &str, text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ibmcr-ca-roots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn roots_come_from_the_one_bundle_file_and_bad_ones_are_skipped() {
+        // A root whose DER does not parse sits between two good ones.
+        let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let path = bundle_file("bundle.pem", &format!("{TEST_ROOT}{broken}{TEST_ROOT}"));
+        // Two copies of one root: rustls-native-certs keeps one.
+        assert_eq!(roots_from(Some(&path), false).unwrap().len(), 1);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn a_bundle_without_roots_is_one_clear_error() {
+        let path = bundle_file("empty.pem", "no certificates here\n");
+        let err = roots_from(Some(&path), false).err().unwrap();
+        assert_eq!(
+            err,
+            format!(
+                "no usable CA certificates in {}: set SSL_CERT_FILE to a PEM bundle",
+                path.display()
+            )
+        );
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

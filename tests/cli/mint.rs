@@ -768,3 +768,30 @@ fn a_registry_token_inside_its_margin_is_answered_while_creation_fails() {
         "one re-mint attempt, not retried"
     );
 }
+
+#[test]
+fn https_endpoints_read_the_ca_roots_and_ssl_cert_file_still_rules() {
+    // issue 13.3: the roots are read only for an https endpoint (from the
+    // system's bundle file, or what SSL_CERT_FILE/SSL_CERT_DIR name).
+    let (_fake, mut s) = setup(Config::default());
+    s.store("us.icr.io", "iamapikey", KEY).ok();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    s.set(
+        "IBMCLOUD_IAM_API_ENDPOINT",
+        &format!("https://127.0.0.1:{closed}"),
+    );
+    // The system's roots load, so the client is built and the connect fails.
+    s.get("us.icr.io")
+        .error_line("could not connect (connection refused)");
+    // SSL_CERT_FILE names a file without roots: said in one line, nothing sent.
+    // (The failure above is cached for 10 s: start without it.)
+    std::fs::remove_file(s.cache_file()).unwrap();
+    let empty = s.root.join("no-roots.pem");
+    std::fs::write(&empty, "").unwrap();
+    s.set("SSL_CERT_FILE", empty.to_str().unwrap());
+    s.get("us.icr.io")
+        .error_line("no usable CA certificates where SSL_CERT_FILE or SSL_CERT_DIR points");
+}

@@ -349,3 +349,32 @@ fn erase_is_idempotent_for_every_docker_logout_variant() {
     quiet(s.erase("localhost:5000"));
     quiet(s.erase("us.icr.io"));
 }
+
+#[test]
+fn a_closed_stdout_is_exit_1_never_a_sigpipe_kill() {
+    // The helper starts without Rust's runtime set-up (src/main.rs), which
+    // would ignore SIGPIPE; main does it. A reader that went away must get
+    // an ordinary failure, as before.
+    use std::os::unix::process::ExitStatusExt;
+    let s = Sandbox::new();
+    for verb in ["version", "get"] {
+        s.store("ghcr.io", "u", "p").ok();
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut child = s
+            .command(&[verb])
+            .stdin(Stdio::piped())
+            .stdout(writer)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // `version` may be gone before its stdin is written.
+        let _ = child.stdin.take().unwrap().write_all(b"ghcr.io");
+        let status = child.wait().unwrap();
+        assert_eq!(
+            (status.code(), status.signal()),
+            (Some(1), None),
+            "{verb}: {status:?}"
+        );
+    }
+}

@@ -454,6 +454,31 @@ fn ibmcr_home_holds_everything() {
 }
 
 #[test]
+fn no_home_and_no_ibmcr_home_is_one_line() {
+    // decisions §2: without HOME the helper never asks the user database
+    // (getpwuid_r: glibc's NSS, which a static binary cannot use without
+    // loading shared modules); it says what to set.
+    for home in [None, Some("")] {
+        let mut s = sandbox();
+        match home {
+            None => s.unset("HOME"),
+            Some(v) => s.set("HOME", v),
+        };
+        let want = "no home directory: set HOME or IBMCR_HOME";
+        no_panic(s.get("ghcr.io")).error_line(want);
+        no_panic(s.get("us.icr.io")).error_line(want);
+        no_panic(s.store("ghcr.io", "u", "p")).error_line(want);
+        no_panic(s.list()).error_line(want);
+        // IBMCR_HOME alone is enough.
+        s.set("IBMCR_HOME", s.root.join("ibmcr-home").to_str().unwrap());
+        s.store("ghcr.io", "u", "p").ok();
+        s.get("ghcr.io")
+            .ok()
+            .stdout_is(&plain_answer("ghcr.io", "u", "p"));
+    }
+}
+
+#[test]
 fn xdg_data_home_moves_the_store() {
     // issue 2.3: the file store lives under the `directories` data dir
     let mut s = sandbox();
