@@ -179,6 +179,12 @@ cases=(
   "secretservice|docker-credential-secretservice get, keyring|HOME=$T/ss|$(command -v docker-credential-secretservice) get|$T/in/plain|0"
 )
 cold_case="cold|ibmcr get, cold mint (no token cache) against the fake|$(ibmcr_env file "$T/cold")|$HELPER get|$T/in/ibm|0"
+# A cold mint from a trusted profile with a CR token (../shared/fleet.md §2,
+# §5): no API key anywhere, the token file read at each mint.
+fake POST /_fake/config '{"profiles":{"bench-pull":{"account":"'"$ACCOUNT"'","subjects":["system:serviceaccount:bench:puller"]}}}' >/dev/null
+fake POST /_fake/cr-token '{"sub":"system:serviceaccount:bench:puller","lifetime":3600}' |
+  "$PY" -c 'import json,sys; sys.stdout.write(json.load(sys.stdin)["token"])' >"$T/in/cr-token"
+cold_cr_case="cold_cr|ibmcr get, cold cr-token mint (trusted profile, no API key)|IBMCR_STORE=file IBMCR_HOME=$T/crtoken IBMCR_MODE=bearer IBMCLOUD_IAM_API_ENDPOINT=$FAKE_URL IBMCLOUD_CR_API_ENDPOINT=$FAKE_URL IBMCLOUD_CR_TOKEN=@$T/in/cr-token IBMCLOUD_CR_PROFILE=bench-pull|$HELPER get|$T/in/ibm|0"
 curl_case="curl|curl POST /identity/token to the fake (its own round trip)||$(command -v curl) -sf -o /dev/null -H Accept:application/json -H Content-Type:application/x-www-form-urlencoded --data-binary @$T/in/iam-body $FAKE_URL/identity/token|/dev/null|0"
 
 field() { local IFS='|' f; read -r -a f <<<"$1"; printf '%s\n' "${f[$2]:-}"; }
@@ -315,17 +321,22 @@ rm -f "$T/cold/tokens.json"
 fake POST /_fake/reset >/dev/null
 expect "$cold_case" iambearer jwt
 fake GET /_fake/requests >"$T/cold-probe.json"
+rm -f "$T/crtoken/tokens.json"
+fake POST /_fake/reset >/dev/null
+expect "$cold_cr_case" iambearer jwt
+fake GET /_fake/requests >"$T/cold-cr-probe.json"
 
-for c in "$(by_id true)" "$cold_case" "$curl_case"; do
+for c in "$(by_id true)" "$cold_case" "$cold_cr_case" "$curl_case"; do
   add_manifest "$c" cold
 done
 {
   spec_line "$(by_id true)"
   spec_line "$cold_case" "$T/cold/tokens.json"
+  spec_line "$cold_cr_case" "$T/crtoken/tokens.json"
   spec_line "$curl_case"
 } >"$T/cold.spec"
 fake POST /_fake/reset >/dev/null
-say "timing the cold mint against curl, interleaved: $WARMUP warm-up + $ROUNDS rounds"
+say "timing the cold mints (API key, CR token) against curl, interleaved: $WARMUP warm-up + $ROUNDS rounds"
 "$DRIVER" "$T/cold.spec" "$WARMUP" "$ROUNDS" "$T/cold.tsv"
 cold_mints=$(fake_stat iam_mints) cold_requests=$(fake_requests)
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
