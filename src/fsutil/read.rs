@@ -46,17 +46,24 @@ pub fn read_file(
         Checks::Foreign => {
             #[cfg(unix)]
             options.custom_flags(libc::O_NONBLOCK);
-            options.open(path).map_err(anyhow::Error::new)
+            options.open(path)
         }
-        _ => open_no_follow(path, &mut options),
+        _ => {
+            #[cfg(unix)]
+            options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+            options.open(path)
+        }
     };
-    let not_found = |e: &anyhow::Error| {
-        e.downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
-    };
-    if matches!(&opened, Err(e) if not_found(e)) {
+    // A missing file is the common case (no settings file): answered before
+    // any error value exists, since an `anyhow::Error` captures a backtrace
+    // when RUST_BACKTRACE is set, which costs a static binary milliseconds.
+    if matches!(&opened, Err(e) if e.kind() == io::ErrorKind::NotFound) {
         return Ok(None);
     }
+    let opened = opened.map_err(|e| match checks {
+        Checks::Foreign => anyhow::Error::new(e),
+        _ => refuse_symlink(path, e),
+    });
     if checks != Checks::Foreign {
         check_dir_for_reading(path, checks)?;
     }
