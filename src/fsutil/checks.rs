@@ -262,3 +262,14 @@ pub(super) fn file_type_name(meta: &fs::Metadata) -> &'static str {
         "special file"
     }
 }
+
+/// Refuses anything but a regular file (`meta` of the opened file at `path`).
+pub(super) fn check_regular(path: &Path, meta: &fs::Metadata) -> Result<(), NotRegular> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(NotRegular {
+        path: path.to_path_buf(),
+        what: file_type_name(meta),
+    })
+}

@@ -45,14 +45,7 @@ pub fn lock(path: &Path, wait: Duration) -> Result<LockGuard> {
     let meta = file
         .metadata()
         .with_context(|| format!("opening lock file `{}`", path.display()))?;
-    if !meta.is_file() {
-        let what = file_type_name(&meta);
-        return Err(NotRegular {
-            path: path.to_path_buf(),
-            what,
-        }
-        .into());
-    }
+    check_regular(path, &meta)?;
     check_owner(path, &meta)?;
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);

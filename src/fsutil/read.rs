@@ -73,14 +73,7 @@ pub fn read_file(
         Err(e) => return Err(e).with_context(reading),
     };
     let meta = file.metadata().with_context(reading)?;
-    if !meta.is_file() {
-        let what = file_type_name(&meta);
-        return Err(NotRegular {
-            path: path.to_path_buf(),
-            what,
-        }
-        .into());
-    }
+    check_regular(path, &meta)?;
     if checks != Checks::Foreign {
         check_owner(path, &meta)?;
         check_mode(path, &meta, checks)?;

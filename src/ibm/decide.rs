@@ -572,38 +572,23 @@ mod tests {
             assert!(cache.remember("us.icr.io", (0, 0), entry));
             let kind = format!("{:?}", source.key_source());
             let same = source.clone();
-            let hit = cached(
-                &cache,
-                us,
-                mode,
-                rw,
-                &here,
-                IdentityChoice::Auto,
-                || Some(same),
-                NOW,
-            );
+            let lookup = |current: Option<Source>| {
+                cached(
+                    &cache,
+                    us,
+                    mode,
+                    rw,
+                    &here,
+                    IdentityChoice::Auto,
+                    || current,
+                    NOW,
+                )
+            };
+            let hit = lookup(Some(same));
             assert_eq!(hit.map(|a| a.username), Some("iambearer".into()), "{kind}");
-            let gone = cached(
-                &cache,
-                us,
-                mode,
-                rw,
-                &here,
-                IdentityChoice::Auto,
-                || None,
-                NOW,
-            );
+            let gone = lookup(None);
             assert!(gone.is_none(), "{kind}: the source is gone");
-            let other = cached(
-                &cache,
-                us,
-                mode,
-                rw,
-                &here,
-                IdentityChoice::Auto,
-                || Some(cr_token("Profile-2")),
-                NOW,
-            );
+            let other = lookup(Some(cr_token("Profile-2")));
             assert!(other.is_none(), "{kind}: another source is first now");
         }
         // A stored key's entry does not answer once IBMCR_IDENTITY excludes keys.
@@ -622,27 +607,8 @@ mod tests {
         };
         assert!(cache.remember("us.icr.io", (0, 0), entry));
         let never = || -> Option<Source> { panic!("a stored key's entry never asks the chain") };
-        assert!(cached(
-            &cache,
-            us,
-            Mode::Bearer,
-            rw,
-            &here,
-            IdentityChoice::Auto,
-            never,
-            NOW
-        )
-        .is_some());
-        assert!(cached(
-            &cache,
-            us,
-            Mode::Bearer,
-            rw,
-            &here,
-            IdentityChoice::CrToken,
-            never,
-            NOW
-        )
-        .is_none());
+        let lookup = |choice| cached(&cache, us, Mode::Bearer, rw, &here, choice, never, NOW);
+        assert!(lookup(IdentityChoice::Auto).is_some());
+        assert!(lookup(IdentityChoice::CrToken).is_none());
     }
 }
