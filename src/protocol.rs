@@ -15,6 +15,9 @@ pub const NAME: &str = "docker-credential-ibmcr";
 pub const PACKAGE: &str = "docker-credential-ibmcr";
 /// Version, as `v<semver>`.
 pub const VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"));
+/// The commit the binary was built from (`build.rs`): a short hash, with
+/// `-dirty` when its sources differed from it, or `unknown`.
+pub const COMMIT: &str = env!("IBMCR_COMMIT");
 /// The not-found text clients match exactly (after trimming).
 pub const NOT_FOUND: &str = "credentials not found in native keychain";
 /// A `store`, `get` or `erase` without a server URL.
@@ -400,10 +403,16 @@ pub fn write_list(out: &mut dyn Write, entries: &BTreeMap<String, String>) -> io
     out.flush()
 }
 
-/// Writes `version`'s answer: `<Name> (<Package>) <Version>` + `\n`.
+/// Writes `version`'s answer: `<Name> (<Package>) <Version>`, as the
+/// reference does, then `(commit <COMMIT>)` + `\n`.
 pub fn write_version(out: &mut dyn Write) -> io::Result<()> {
-    writeln!(out, "{NAME} ({PACKAGE}) {VERSION}")?;
+    writeln!(out, "{}", version_line())?;
     out.flush()
+}
+
+/// `version`'s line, without its newline.
+pub fn version_line() -> String {
+    format!("{NAME} ({PACKAGE}) {VERSION} (commit {COMMIT})")
 }
 
 /// Writes a kubelet `CredentialProviderResponse`: compact JSON (the field

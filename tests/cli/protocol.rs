@@ -50,12 +50,43 @@ fn help_and_version_exit_0_with_exact_text() {
         s.run(&[arg], b"").ok().stdout_is(USAGE).stderr_is("");
     }
     let version = format!(
-        "docker-credential-ibmcr (docker-credential-ibmcr) v{}\n",
-        env!("CARGO_PKG_VERSION")
+        "docker-credential-ibmcr (docker-credential-ibmcr) v{} (commit {})\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("IBMCR_COMMIT")
     );
     for arg in ["version", "--version", "-v"] {
         s.run(&[arg], b"").ok().stdout_is(&version).stderr_is("");
     }
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    // issue 12.3: `version` also names the commit (build.rs), `-dirty` when
+    // the sources differ from it
+    let out = sandbox().run(&["version"], b"").ok();
+    let commit = out
+        .stdout
+        .strip_suffix(")\n")
+        .and_then(|s| s.rsplit_once(" (commit "))
+        .map(|(_, c)| c.to_string())
+        .unwrap_or_else(|| panic!("no commit\n{out}"));
+    let head = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ])
+        .output()
+        .unwrap();
+    let head = String::from_utf8(head.stdout).unwrap();
+    let head = head.trim();
+    assert!(!head.is_empty(), "the tests run from a git checkout");
+    assert!(
+        commit == head || commit == format!("{head}-dirty"),
+        "built from {commit}, HEAD is {head}\n{out}"
+    );
 }
 
 #[test]
