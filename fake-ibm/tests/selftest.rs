@@ -152,6 +152,29 @@ fn registry_auth(fake: &FakeIbm, host: &str, method: &str, user: &str, pass: &st
 }
 
 #[test]
+fn every_answer_is_dated_as_a_real_server_s() {
+    assert_eq!(
+        fake_ibm::http_date(784_111_777),
+        "Sun, 06 Nov 1994 08:49:37 GMT"
+    );
+    assert_eq!(fake_ibm::http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+    assert_eq!(
+        fake_ibm::http_date(1_835_481_599),
+        "Tue, 29 Feb 2028 23:59:59 GMT"
+    );
+    let fake = server();
+    let before = claims_now();
+    let reply = http(&fake, "GET", "/identity/token", &[], "");
+    assert_eq!(reply.status, 405);
+    let date = reply.header("date").expect("a Date header");
+    let after = claims_now();
+    assert!(
+        (before..=after).any(|t| fake_ibm::http_date(t) == date),
+        "{date} is the fake's clock"
+    );
+}
+
+#[test]
 fn hmac_matches_rfc4231_case_2() {
     let mac = fake_ibm::hmac_sha256(b"Jefe", b"what do ya want for nothing?");
     let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();

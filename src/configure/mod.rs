@@ -22,6 +22,7 @@
 
 mod apply;
 mod diff;
+mod inspect;
 mod options;
 mod plan;
 mod redact;
@@ -32,6 +33,7 @@ mod testing;
 use anyhow::Result;
 
 use crate::env::Env;
+pub use inspect::{containers_configs, docker_config, ConfigFile, Route};
 use options::Options;
 use plan::Plan;
 use targets::targets;

@@ -179,7 +179,7 @@ impl Plan {
 }
 
 /// Parses a config file: one JSON object; an empty file counts as `{}` (docker's rule).
-fn parse_document(bytes: &[u8]) -> Result<Value> {
+pub(super) fn parse_document(bytes: &[u8]) -> Result<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }

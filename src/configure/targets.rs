@@ -29,43 +29,14 @@ pub(super) struct Target {
 
 /// The files to set up, in order, each once (two names of one file are merged).
 pub(super) fn targets(env: &Env, uid: u32) -> Result<Vec<Target>> {
-    let no_home = |or: &str| anyhow!("no home directory: set HOME or {or}");
-    let docker = match (&env.docker_config, &env.home) {
-        (Some(dir), _) => dir.join("config.json"),
-        (None, Some(home)) => home.join(".docker").join("config.json"),
-        (None, None) => return Err(no_home(DOCKER_CONFIG)),
-    };
     let mut list = vec![Target {
-        path: docker,
+        path: docker_file(env)?,
         kind: Kind::Docker,
         runtime_fallback: false,
     }];
-    if let Some(file) = &env.registry_auth_file {
+    for (path, runtime_fallback) in containers_files(env, uid)? {
         list.push(Target {
-            path: file.clone(),
-            kind: Kind::Containers,
-            runtime_fallback: false,
-        });
-    } else {
-        let config_home = match (&env.xdg_config_home, &env.home) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(home)) => home.join(".config"),
-            (None, None) => return Err(no_home(REGISTRY_AUTH_FILE)),
-        };
-        list.push(Target {
-            path: config_home.join("containers").join("auth.json"),
-            kind: Kind::Containers,
-            runtime_fallback: false,
-        });
-        let (login, runtime_fallback) = match &env.xdg_runtime_dir {
-            Some(dir) => (dir.join("containers").join("auth.json"), false),
-            None => (
-                PathBuf::from(format!("/run/containers/{uid}/auth.json")),
-                true,
-            ),
-        };
-        list.push(Target {
-            path: login,
+            path,
             kind: Kind::Containers,
             runtime_fallback,
         });
@@ -82,6 +53,45 @@ pub(super) fn targets(env: &Env, uid: u32) -> Result<Vec<Target>> {
         }
     }
     Ok(unique.into_iter().map(|(_, t)| t).collect())
+}
+
+fn no_home(or: &str) -> anyhow::Error {
+    anyhow!("no home directory: set HOME or {or}")
+}
+
+/// docker's `config.json`: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+pub(super) fn docker_file(env: &Env) -> Result<PathBuf> {
+    match (&env.docker_config, &env.home) {
+        (Some(dir), _) => Ok(dir.join("config.json")),
+        (None, Some(home)) => Ok(home.join(".docker").join("config.json")),
+        (None, None) => Err(no_home(DOCKER_CONFIG)),
+    }
+}
+
+/// The containers tools' files `configure` writes, each with whether it is
+/// `/run/containers/<uid>/auth.json` chosen only because `XDG_RUNTIME_DIR`
+/// is unset: `$REGISTRY_AUTH_FILE` alone, else the persistent file, then the
+/// one `podman login` writes. c/image reads the last first.
+pub(super) fn containers_files(env: &Env, uid: u32) -> Result<Vec<(PathBuf, bool)>> {
+    if let Some(file) = &env.registry_auth_file {
+        return Ok(vec![(file.clone(), false)]);
+    }
+    let config_home = match (&env.xdg_config_home, &env.home) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(home)) => home.join(".config"),
+        (None, None) => return Err(no_home(REGISTRY_AUTH_FILE)),
+    };
+    let login = match &env.xdg_runtime_dir {
+        Some(dir) => (dir.join("containers").join("auth.json"), false),
+        None => (
+            PathBuf::from(format!("/run/containers/{uid}/auth.json")),
+            true,
+        ),
+    };
+    Ok(vec![
+        (config_home.join("containers").join("auth.json"), false),
+        login,
+    ])
 }
 
 /// A name that is the same for two paths of one file (as far as the file system can tell).

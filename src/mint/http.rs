@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use reqwest::blocking::{Client, RequestBuilder};
-use reqwest::header::RETRY_AFTER;
+use reqwest::header::{DATE, RETRY_AFTER};
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 
@@ -62,6 +62,8 @@ pub(super) struct Reply {
     pub(super) status: StatusCode,
     /// The wait `Retry-After` asked for, if it gave whole seconds.
     retry_after: Option<Duration>,
+    /// The server's clock: its `Date`, in Unix seconds.
+    pub(super) date: Option<u64>,
     /// The body, at most [`MAX_BODY`] bytes.
     pub(super) body: Vec<u8>,
 }
@@ -366,6 +368,11 @@ fn exchange(request: RequestBuilder) -> std::result::Result<Reply, Failure> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
+    let date = response
+        .headers()
+        .get(DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::wire::parse_http_date);
     let mut body = Vec::new();
     (&mut response)
         .take(MAX_BODY + 1)
@@ -383,6 +390,7 @@ fn exchange(request: RequestBuilder) -> std::result::Result<Reply, Failure> {
     Ok(Reply {
         status,
         retry_after,
+        date,
         body,
     })
 }

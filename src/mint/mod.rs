@@ -301,6 +301,25 @@ impl Minter {
         })
     }
 
+    /// IAM's clock: the `Date` of its answer to a `GET` of the token URL,
+    /// in Unix seconds. The request carries no secret, and any status will
+    /// do (IAM takes only `POST` there); an answer without a `Date` is an
+    /// error. Retried as the token request is.
+    pub fn server_date(&self, iam: &Endpoint) -> Result<u64> {
+        let call = Call {
+            what: "IAM clock request",
+            url: iam.join(IAM_TOKEN_PATH),
+            secret: "",
+        };
+        let reply = self.http.send(iam, &call, Retry::Transient, |client| {
+            client.get(&call.url).header(ACCEPT, "application/json")
+        })?;
+        crate::debug!("mint", "{} answered {}", call.url, reply.status);
+        reply
+            .date
+            .ok_or_else(|| call.fail(format!("{} without a Date header", reply.status)))
+    }
+
     /// Creates a registry token (`POST {api}/api/v1/tokens?description=…&permanent=false&write=…`).
     ///
     /// A refusal (any 4xx but 401 and 429, or 501) is `Ok(Created::Refused)`;
@@ -503,6 +522,27 @@ mod tests {
         );
         assert_eq!(r.form_param("apikey").as_deref(), Some(KEY));
         assert_eq!(fake.stats().iam_mints, 1);
+    }
+
+    #[test]
+    fn iam_s_clock_is_the_date_of_a_get_without_a_secret() {
+        // issue 12.2: doctor compares this machine's clock with IAM's
+        let fake = server();
+        let secs =
+            |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        #[allow(clippy::disallowed_methods)] // the test compares with the real clock
+        let before = secs(std::time::SystemTime::now());
+        let date = Minter::new()
+            .unwrap()
+            .server_date(&endpoint(&fake))
+            .unwrap();
+        #[allow(clippy::disallowed_methods)]
+        let after = secs(std::time::SystemTime::now());
+        assert!((before..=after).contains(&date), "{before} {date} {after}");
+        let r = only_request(&fake, "GET", "/identity/token");
+        assert!(r.body.is_empty());
+        assert_eq!(r.header("authorization"), None);
+        assert_eq!(fake.stats().iam_mints, 0);
     }
 
     #[test]
