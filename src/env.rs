@@ -133,6 +133,8 @@ pub struct Env {
     pub dirs: Option<Dirs>,
     /// `HOME` (for `configure`).
     pub home: Option<PathBuf>,
+    /// `PATH`: where docker looks for `docker-credential-ibmcr` (for `doctor`).
+    pub path_var: Option<OsString>,
     /// `DOCKER_CONFIG`.
     pub docker_config: Option<PathBuf>,
     /// `REGISTRY_AUTH_FILE`.
@@ -270,6 +272,7 @@ impl Env {
                 .collect(),
             dirs,
             home: path("HOME"),
+            path_var: lookup("PATH").filter(|v| !v.is_empty()),
             docker_config: path(DOCKER_CONFIG),
             registry_auth_file: path(REGISTRY_AUTH_FILE),
             xdg_runtime_dir: path("XDG_RUNTIME_DIR"),

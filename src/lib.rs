@@ -41,6 +41,7 @@
 
 mod cache;
 mod configure;
+mod doctor;
 mod env;
 mod fsutil;
 #[cfg(test)]
@@ -49,16 +50,18 @@ mod ibm;
 mod jwt;
 mod kubelet;
 mod log;
+mod login;
 mod mint;
 mod protocol;
 mod registry;
 mod secret;
 mod settings;
 mod store;
+mod terminal;
 mod verbs;
 
 pub use env::Env;
 pub use fsutil::no_core_dumps;
 pub use log::{init as init_log, say};
-pub use protocol::{usage, write_line, write_version, Action, Error, NAME};
+pub use protocol::{write_bad_args, write_help, write_line, write_version, Action, Error, NAME};
 pub use verbs::run;

@@ -66,15 +66,15 @@ fn helper() -> ExitCode {
     let action = match parsed {
         Ok(action) => action,
         Err(bad) => {
-            let _ = ibmcr::write_line(&mut stdout, &bad.to_string());
-            ibmcr::say(&bad.to_string()); // an error: stderr too (decisions §1)
+            let _ = ibmcr::write_bad_args(&mut stdout, &bad);
+            ibmcr::say(&bad.to_string()); // an error: its line on stderr too (decisions §1)
             return ExitCode::FAILURE;
         }
     };
     // Nothing in the environment can break these two.
     let plain = match action {
         Action::Version => Some(ibmcr::write_version(&mut stdout)),
-        Action::Help => Some(ibmcr::write_line(&mut stdout, &ibmcr::usage())),
+        Action::Help => Some(ibmcr::write_help(&mut stdout)),
         _ => None,
     };
     if let Some(written) = plain {
@@ -92,6 +92,8 @@ fn helper() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Its output said what failed.
+        Err(Error::Reported) => ExitCode::FAILURE,
         Err(e) => {
             let line = e.to_string();
             if !kubelet {

@@ -42,10 +42,14 @@ pub enum Action {
     List,
     /// `version`, `--version`, `-v`.
     Version,
-    /// `--help`, `-h`.
+    /// `help`, `--help`, `-h`: every verb, one line each.
     Help,
     /// `configure [flags]`: not part of the protocol; sets up docker and podman.
     Configure(Vec<String>),
+    /// `login [HOST]`: an API key from stdin, checked with IAM, then stored.
+    Login(Vec<String>),
+    /// `doctor [HOST] [--json]`: what a pull from HOST needs, checked.
+    Doctor(Vec<String>),
     /// `kubelet-plugin`, or the binary run as `ibmcr-credential-provider`:
     /// one kubelet `CredentialProviderRequest` on stdin (../shared/fleet.md §6).
     KubeletPlugin,
@@ -75,11 +79,18 @@ impl Action {
         }
     }
 
-    /// Parses `argv[1..]` as the reference `Serve` does: exactly one argument
-    /// (`configure` alone takes flags).
+    /// Parses `argv[1..]` as the reference `Serve` does: exactly one argument.
+    /// `configure`, `login` and `doctor` take arguments of their own; `help`
+    /// ignores any.
     pub fn from_args(args: &[String]) -> Result<Action, BadArgs> {
-        if let Some(("configure", rest)) = args.split_first().map(|(a, r)| (a.as_str(), r)) {
-            return Ok(Action::Configure(rest.to_vec()));
+        if let Some((verb, rest)) = args.split_first() {
+            match verb.as_str() {
+                "configure" => return Ok(Action::Configure(rest.to_vec())),
+                "login" => return Ok(Action::Login(rest.to_vec())),
+                "doctor" => return Ok(Action::Doctor(rest.to_vec())),
+                "help" => return Ok(Action::Help),
+                _ => {}
+            }
         }
         let [arg] = args else {
             return Err(BadArgs::Usage);
@@ -98,6 +109,7 @@ impl Action {
 }
 
 impl fmt::Display for BadArgs {
+    /// The one line for stderr, and the first on stdout.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BadArgs::Usage => f.write_str(&usage()),
@@ -106,9 +118,58 @@ impl fmt::Display for BadArgs {
     }
 }
 
-/// `Usage: docker-credential-ibmcr <store|get|erase|list|version>`.
+/// Every verb with its one line of help, in the order `help` lists them:
+/// the protocol's first (docker, podman and skopeo run them), then the ones
+/// people run.
+pub const VERBS: &[(&str, &str)] = &[
+    (
+        "store",
+        "store the credential on stdin (JSON, as docker login sends it)",
+    ),
+    ("get", "print the credential for the server URL on stdin"),
+    ("erase", "erase the credential for the server URL on stdin"),
+    ("list", "list the stored server URLs and their usernames"),
+    (
+        "version",
+        "print the version and the commit it was built from",
+    ),
+    (
+        "configure",
+        "set up docker, podman, skopeo and buildah to use this helper",
+    ),
+    (
+        "login [HOST]",
+        "check an API key from stdin with IAM, then store it (HOST: icr.io)",
+    ),
+    (
+        "doctor [HOST]",
+        "say why a pull from HOST would fail (HOST: us.icr.io; --json)",
+    ),
+    (
+        "kubelet-plugin",
+        "answer the kubelet as an image credential provider",
+    ),
+    ("help", "print this list"),
+];
+
+/// `Usage: docker-credential-ibmcr <command> [args]`: the first line of [`help`].
 pub fn usage() -> String {
-    format!("Usage: {NAME} <store|get|erase|list|version>")
+    format!("Usage: {NAME} <command> [args]")
+}
+
+/// What `help` prints: [`usage`], then every verb of [`VERBS`] on a line of
+/// its own; no final newline.
+pub fn help() -> String {
+    let width = VERBS.iter().map(|(verb, _)| verb.len()).max().unwrap_or(0);
+    let mut text = usage();
+    text.push_str("\n\nCommands:");
+    for (verb, what) in VERBS {
+        text.push_str(&format!("\n  {verb:width$}  {what}"));
+    }
+    text.push_str(&format!(
+        "\n\nconfigure, login and doctor take --help. The manual: man {NAME}"
+    ));
+    text
 }
 
 /// The outcomes the protocol distinguishes.
@@ -122,6 +183,9 @@ pub enum Error {
     MissingUsername,
     /// Anything else: one line on stdout and stderr.
     Other(anyhow::Error),
+    /// The verb's own output already says what failed (`doctor`'s problem
+    /// lines): exit 1, nothing more written.
+    Reported,
 }
 
 impl fmt::Display for Error {
@@ -131,6 +195,7 @@ impl fmt::Display for Error {
             Error::MissingServerUrl => f.write_str(MISSING_SERVER_URL),
             Error::MissingUsername => f.write_str(MISSING_USERNAME),
             Error::Other(e) => f.write_str(&crate::log::one_line(&format!("{e:#}"))),
+            Error::Reported => f.write_str("the output above says what failed"),
         }
     }
 }
@@ -424,9 +489,59 @@ pub fn write_kubelet(out: &mut dyn Write, response: &crate::kubelet::Response) -
     out.flush()
 }
 
+/// Writes [`help`] + `\n`.
+pub fn write_help(out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "{}", help())?;
+    out.flush()
+}
+
+/// Writes what a command line that was not understood gets on stdout: the
+/// unknown action's line (the reference's), if that was it, then [`help`].
+pub fn write_bad_args(out: &mut dyn Write, bad: &BadArgs) -> io::Result<()> {
+    if let BadArgs::Unknown(_) = bad {
+        writeln!(out, "{bad}")?;
+    }
+    write_help(out)
+}
+
 /// Writes one line (an error, or usage) + `\n` to stdout, where clients read it.
 pub fn write_line(out: &mut dyn Write, line: &str) -> io::Result<()> {
     writeln!(out, "{line}")?;
+    out.flush()
+}
+
+/// Writes `doctor`'s report: a line per check, `ok <check>: <detail>` or
+/// `problem <check>: <detail>; fix: <fix>`, then a line that counts the
+/// problems; with `--json`, one JSON document
+/// `{"host":…,"ok":…,"checks":[{"check":…,"ok":…,"detail":…,"fix":…}]}` + `\n`
+/// (`fix` is `null` where there is none).
+pub fn write_doctor(out: &mut dyn Write, report: &crate::doctor::Report) -> io::Result<()> {
+    if report.json {
+        let checks: Vec<Value> = report
+            .checks
+            .iter()
+            .map(|c| serde_json::json!({"check": c.name, "ok": c.ok, "detail": c.detail, "fix": c.fix}))
+            .collect();
+        let doc = serde_json::json!({
+            "host": report.host.name(),
+            "ok": report.ok(),
+            "checks": checks,
+        });
+        writeln!(out, "{doc}")?;
+        return out.flush();
+    }
+    for c in &report.checks {
+        let verdict = if c.ok { "ok" } else { "problem" };
+        match &c.fix {
+            Some(fix) => writeln!(out, "{verdict} {}: {}; fix: {fix}", c.name, c.detail)?,
+            None => writeln!(out, "{verdict} {}: {}", c.name, c.detail)?,
+        }
+    }
+    match report.checks.iter().filter(|c| !c.ok).count() {
+        0 => writeln!(out, "{}: every check passed", report.host.name())?,
+        1 => writeln!(out, "{}: 1 problem", report.host.name())?,
+        n => writeln!(out, "{}: {n} problems", report.host.name())?,
+    }
     out.flush()
 }
 
@@ -514,8 +629,18 @@ mod tests {
         );
         assert_eq!(
             BadArgs::Usage.to_string(),
-            "Usage: docker-credential-ibmcr <store|get|erase|list|version>"
+            "Usage: docker-credential-ibmcr <command> [args]"
         );
+        // The verbs for people take arguments of their own; `help` ignores any.
+        assert_eq!(
+            Action::from_args(&args(&["login", "us.icr.io"])),
+            Ok(Action::Login(args(&["us.icr.io"])))
+        );
+        assert_eq!(
+            Action::from_args(&args(&["doctor", "--json"])),
+            Ok(Action::Doctor(args(&["--json"])))
+        );
+        assert_eq!(Action::from_args(&args(&["help", "x"])), Ok(Action::Help));
     }
 
     #[test]

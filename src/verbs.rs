@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::protocol::{self, Action, Error};
 use crate::registry::Registry;
 use crate::store::{self, Record};
-use crate::{configure, debug, ibm, kubelet, Env};
+use crate::{configure, debug, doctor, ibm, kubelet, login, terminal, Env};
 
 /// Runs one action. `input` is stdin, `out` is stdout; `now` is the clock.
 pub fn run(
@@ -84,13 +84,28 @@ pub fn run(
             written(protocol::write_list(out, &entries))
         }
         Action::Version => written(protocol::write_version(out)),
-        Action::Help => written(protocol::write_line(out, &protocol::usage())),
+        Action::Help => written(protocol::write_help(out)),
         Action::Configure(args) => {
             // What it did, even when it failed part-way; then the error line, if any.
             let report = configure::run(&args, env, real_uid());
             written(protocol::write_report(out, &report.lines))?;
             report.result.map_err(Error::from)
         }
+        Action::Login(args) => {
+            let line = login::run(&args, input, terminal::stdin(), env, now)?;
+            written(protocol::write_line(out, &line))
+        }
+        Action::Doctor(args) => match doctor::run(&args, env, now, real_uid())? {
+            doctor::Run::Usage(line) => written(protocol::write_line(out, line)),
+            doctor::Run::Checked(report) => {
+                written(protocol::write_doctor(out, &report))?;
+                // The problem lines said what failed: exit 1, nothing more.
+                match report.ok() {
+                    true => Ok(()),
+                    false => Err(Error::Reported),
+                }
+            }
+        },
         Action::KubeletPlugin => {
             let request = kubelet::read_request(input)?;
             let response = kubelet::answer(&request, env, now)?;
@@ -100,7 +115,7 @@ pub fn run(
 }
 
 /// The real user id, for `/run/containers/<uid>/auth.json`; read only by
-/// `configure`, so no other verb pays for it.
+/// `configure` and `doctor`, so no other verb pays for it.
 fn real_uid() -> u32 {
     #[cfg(unix)]
     {

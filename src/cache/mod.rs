@@ -265,6 +265,13 @@ impl Cache {
         self.registry.insert(key, minted);
     }
 
+    /// Takes out the IAM access token under `key` and forgets its last
+    /// failure, so the next mint for it asks IAM whatever was cached.
+    pub fn take_iam(&mut self, key: &IamKey) -> Option<Minted> {
+        self.failures.remove(&MintKey::Iam(key.clone()));
+        self.iam.remove(key)
+    }
+
     /// Takes out every registry token minted for `host` (to revoke them).
     pub fn take_registry_tokens(&mut self, host: &str) -> Vec<(RegistryKey, Minted)> {
         let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.registry)

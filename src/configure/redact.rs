@@ -5,7 +5,8 @@ use serde_json::Value;
 /// What `--dry-run` shows as the value of a redacted secret.
 const REDACTED: &str = "****";
 /// Fields of an `auths` entry that hold a secret (matched case-insensitively, as Go does).
-pub(super) const AUTH_SECRET_FIELDS: &[&str] = &["auth", "password", "identitytoken", "registrytoken"];
+pub(super) const AUTH_SECRET_FIELDS: &[&str] =
+    &["auth", "password", "identitytoken", "registrytoken"];
 
 /// A copy of `doc` fit to print: the secrets of `auths` entries, every `HttpHeaders` value
 /// and the user:password part of any URL become `"****"`.

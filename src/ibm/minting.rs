@@ -127,6 +127,22 @@ impl Minting {
         Ok(answer)
     }
 
+    /// Mints an IAM access token from `source` now, whatever the cache
+    /// holds, and caches it as [`Minting::answer`] would (`login` checks a
+    /// key this way). A cached token it would replace is kept when the mint
+    /// fails.
+    pub fn verify(&mut self, target: &Target, source: &Source) -> Result<Minted> {
+        let dir = self.dir.clone();
+        cache::with_locked(&dir, self.now(), |cache| {
+            let held = cache.take_iam(&target.iam);
+            let minted = self.iam_token(cache, target, source);
+            if let (Err(_), Some(held)) = (&minted, held) {
+                cache.put_iam(target.iam.clone(), held);
+            }
+            minted
+        })?
+    }
+
     /// A fresh IAM access token from `source`, from the cache (locked by
     /// the caller), else minted. A failure of the last [`cache::FAILURE_TTL`]
     /// seconds is answered without a request; a token inside its refresh

@@ -13,6 +13,7 @@
 
 mod chain;
 mod decide;
+mod explain;
 mod minting;
 mod source;
 mod target;
@@ -29,8 +30,9 @@ use crate::store::{self, Record, SecretStore};
 use crate::{debug, jwt, log, Env};
 
 pub use chain::PROJECTED_TOKEN_PATHS;
-pub use decide::Answer;
+pub use decide::{Answer, APIKEY};
 use decide::{Decision, Kind, BEARER};
+pub use explain::{explain, iam_clock, verify_key, Cached, Explained, Origin};
 use minting::Minting;
 pub use source::{CrToken, CrTokenFrom, Source};
 use target::{Endpoints, Target};

@@ -44,3 +44,6 @@ mod fleet;
 
 /// The kubelet image credential provider, run as the kubelet runs it (issue 11.2).
 mod kubelet;
+
+/// `login`, `doctor` and the help that lists every verb (issue 12).
+mod everyday;
