@@ -647,6 +647,7 @@ main() {
   run_scenario j "j: no API key: a CR token file + trusted profile, docker credsStore only: one mint" scenario_j
   run_scenario k "k: no API key: an ibmcloud login session, refreshed once, its file never written" scenario_k
   run_scenario l "l: kubelet plugin: strict v1 reply, skopeo pushes and pulls with it; SA-token path" scenario_l
+  run_scenario m "m: the README's set-up: login (1 IAM request), push and pull, doctor all ok" scenario_m
 
   if ((${#SELECTED[@]} == 0)); then write_tested_with; fi
   say "suite ran in $(($(date +%s) - start))s"

@@ -676,3 +676,29 @@ scenario_l() {
   expect_not_in "scenario log" "$(cat "$T/logs/l.log")" "$bearer" "a token"
 }
 expect_ne_empty() { [ -n "$2" ] || fail "$1: empty"; } # LABEL VALUE
+
+# --- m: the README's set-up: `login` once, push and pull, `doctor` says all is well -----------------
+scenario_m() {
+  local r=us.icr.io/e2e/m-login:1 line
+  fresh_counts
+  expect_ok "docker-credential-ibmcr login" helper login <<<"$FAKE_KEY"
+  one_line "login's output" "$OUT"
+  expect_eq "login's line" "$OUT" "logged in to icr.io with an API key of account $FAKE_ACCOUNT; it serves every IBM registry host without a key of its own"
+  expect_eq "IAM requests by login" "$(iam_requests)" 1
+  expect_eq "requests to the fake by login" "$(fake_get /_fake/requests | jq length)" 1
+  expect_eq "list after login" "$(listed icr.io)" iamapikey
+  dk_tag "$r"
+  expect_ok "docker push after login" dk push "$r"
+  pm_rmi "$r"
+  expect_ok "podman pull after login" pm pull "$r"
+  expect_eq "IAM mints for login, docker push and podman pull" "$(fstat .iam_mints)" 1
+  expect_only_bearer "after login"
+  expect_ok "doctor us.icr.io" helper doctor us.icr.io
+  expect_not_in "doctor's output" "$OUT" "$FAKE_KEY" "the API key"
+  expect_not_in "doctor's output" "$OUT" "eyJ" "a token"
+  line=$(printf '%s\n' "$OUT" | tail -n 1)
+  expect_eq "doctor's verdict" "$line" "us.icr.io: every check passed"
+  expect_eq "doctor's ok lines" "$(printf '%s\n' "$OUT" | grep -c '^ok ')" 9
+  expect_ok "erase icr.io" helper erase <<<"icr.io"
+  expect_eq "list after erase" "$(listed icr.io)" ""
+}
