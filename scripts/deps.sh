@@ -12,6 +12,8 @@ packages=(
   python3-docker python3-dockerpycreds
   # end to end: engine, registry, TLS front, containers tools
   docker.io docker-registry nginx podman buildah skopeo openssl curl
+  # the Debian package's man page: rendered without warnings, found by man
+  man-db groff-base
   # benchmarks and the helpers they compare against
   hyperfine time amazon-ecr-credential-helper golang-docker-credential-helpers
 )
