@@ -64,10 +64,50 @@ pub fn read_line(input: &mut dyn Read, max: usize) -> io::Result<Vec<u8>> {
     Ok(line)
 }
 
-/// The terminal's echo turned off until this is dropped.
+/// The terminal's echo turned off until this is dropped, or until a signal
+/// ends the process while it is off (Ctrl-C at the prompt): the handler
+/// puts the terminal back before the signal does its default, as
+/// `ssh-keygen`'s prompt does, so a shell is never left without echo.
 struct EchoOff {
     #[cfg(unix)]
     saved: libc::termios,
+    #[cfg(unix)]
+    handlers: [libc::sighandler_t; SIGNALS.len()],
+}
+
+/// The signals whose default ends the process.
+#[cfg(unix)]
+const SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// What the signal handler restores; written before the handler is
+/// installed, read only by it and by `Drop` (the helper has one thread).
+#[cfg(unix)]
+struct Saved(std::cell::UnsafeCell<std::mem::MaybeUninit<libc::termios>>);
+
+// SAFETY: written once before ARMED is set, only read afterwards.
+#[cfg(unix)]
+unsafe impl Sync for Saved {}
+
+#[cfg(unix)]
+static SAVED: Saved = Saved(std::cell::UnsafeCell::new(std::mem::MaybeUninit::uninit()));
+#[cfg(unix)]
+static ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Puts the terminal back, then lets the signal do its default.
+/// Async-signal-safe: `tcsetattr`, `signal` and `raise` only.
+#[cfg(unix)]
+extern "C" fn restore_and_die(signal: libc::c_int) {
+    if ARMED.load(std::sync::atomic::Ordering::SeqCst) {
+        // SAFETY: SAVED was written before ARMED was set.
+        unsafe {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, (*SAVED.0.get()).as_ptr());
+        }
+    }
+    // SAFETY: the default disposition, then the signal again.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        libc::raise(signal);
+    }
 }
 
 impl EchoOff {
@@ -79,13 +119,20 @@ impl EchoOff {
         if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut saved) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        // SAFETY: no handler reads SAVED until ARMED is set below.
+        unsafe { (*SAVED.0.get()).write(saved) };
+        ARMED.store(true, std::sync::atomic::Ordering::SeqCst);
+        let handler = restore_and_die as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: installing a handler that is async-signal-safe.
+        let handlers = SIGNALS.map(|signal| unsafe { libc::signal(signal, handler) });
+        let echo_off = EchoOff { saved, handlers };
         let mut quiet = saved;
-        quiet.c_lflag &= !(libc::ECHO | libc::ECHOE | libc::ECHOK);
+        quiet.c_lflag &= !(libc::ECHO | libc::ECHOE | libc::ECHOK | libc::ECHONL);
         // SAFETY: as above.
         if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &quiet) } != 0 {
-            return Err(io::Error::last_os_error());
+            return Err(io::Error::last_os_error()); // Drop puts the handlers back
         }
-        Ok(EchoOff { saved })
+        Ok(echo_off)
     }
 
     #[cfg(not(unix))]
@@ -97,9 +144,13 @@ impl EchoOff {
 impl Drop for EchoOff {
     fn drop(&mut self) {
         #[cfg(unix)]
-        // SAFETY: restores what tcgetattr read.
+        // SAFETY: restores what tcgetattr read, then the handlers there were.
         unsafe {
             libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved);
+            ARMED.store(false, std::sync::atomic::Ordering::SeqCst);
+            for (signal, handler) in SIGNALS.iter().zip(self.handlers) {
+                libc::signal(*signal, handler);
+            }
         }
     }
 }

@@ -276,6 +276,41 @@ print(json.dumps({"out": seen.decode("utf-8", "replace"), "code": os.waitstatus_
     assert_eq!(fake.count("POST", IAM), 1);
 }
 
+#[test]
+fn ctrl_c_at_the_prompt_gives_the_terminal_its_echo_back() {
+    // issue 12.1: the echo is off while the key is typed; a Ctrl-C there
+    // ends login (by SIGINT, as a shell expects) with the echo back on
+    let (fake, s) = setup();
+    let script = r#"
+import os, pty, sys, json, time, termios
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "login"])
+seen = b""
+end = time.time() + 10
+while b"API key for icr.io: " not in seen and time.time() < end:
+    seen += os.read(fd, 4096)
+time.sleep(0.2)
+during = termios.tcgetattr(fd)[3] & termios.ECHO
+os.write(fd, b"\x03")
+_, status = os.waitpid(pid, 0)
+after = termios.tcgetattr(fd)[3] & termios.ECHO
+signal = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+print(json.dumps({"during": bool(during), "after": bool(after), "signal": signal}))
+"#;
+    let mut cmd = s.program("python3", &["-c", script, BIN]);
+    cmd.env("PATH", "/usr/bin:/bin");
+    let out = crate::util::run_command(cmd, b"").ok();
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|_| panic!("{out}"));
+    assert_eq!(
+        v,
+        json!({"during": false, "after": true, "signal": 2}),
+        "{out}"
+    );
+    assert!(fake.requests().is_empty());
+    assert!(!s.store_file().exists());
+}
+
 // -- doctor ------------------------------------------------------------------
 
 /// Logs in and configures docker and the containers tools: the healthy set-up.
