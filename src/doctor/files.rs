@@ -2,7 +2,7 @@
 //! `containers` and `cp.icr.io`. Where the files are is `configure`'s
 //! knowledge; this only reads them, and never quotes a secret in them.
 
-use super::{configure_fix, Check};
+use super::{configure_fix, Check, CONFIGURE_FIX};
 use crate::configure::{self, ConfigFile, Route, HELPER_NAME};
 use crate::registry::IbmHost;
 use crate::Env;
@@ -22,10 +22,7 @@ pub fn docker(env: &Env, host: IbmHost) -> Check {
         return Check::problem(
             "docker",
             format!("{shown}: {why}"),
-            Some(format!(
-                "repair it, then {}",
-                configure_fix().unwrap_or_default()
-            )),
+            Some(format!("repair it, then {CONFIGURE_FIX}")),
         );
     }
     if !file.exists() {
@@ -55,8 +52,7 @@ pub fn docker(env: &Env, host: IbmHost) -> Check {
                 "{shown} sends {host} to ibmcr only through credsStore, and its auths entry `{key}` holds credentials, which podman, skopeo and buildah use instead (they ignore credsStore)"
             ),
             Some(format!(
-                "{} (credHelpers comes before auths for every tool), or remove that auths entry",
-                configure_fix().unwrap_or_default()
+                "{CONFIGURE_FIX} (credHelpers comes before auths for every tool), or remove that auths entry"
             )),
         ),
         (None, None) if via_store => Check::ok(
@@ -124,8 +120,7 @@ pub fn containers(env: &Env, uid: u32, host: IbmHost) -> Check {
                         "podman, skopeo and buildah answer {host} from the auths entry `{key}` in {shown}, before any helper"
                     ),
                     Some(format!(
-                        "`podman logout --authfile {shown} {host}` removes it; then {}",
-                        configure_fix().unwrap_or_default()
+                        "`podman logout --authfile {shown} {host}` removes it; then {CONFIGURE_FIX}"
                     )),
                 )
             }

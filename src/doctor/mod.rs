@@ -137,9 +137,12 @@ fn line(text: String) -> Error {
     Error::Other(anyhow::anyhow!(text))
 }
 
-/// The command that sets docker and the containers tools up.
+/// The fix for a file that does not send the host to ibmcr.
+const CONFIGURE_FIX: &str = "run `docker-credential-ibmcr configure`";
+
+/// [`CONFIGURE_FIX`] as a check's fix.
 fn configure_fix() -> Option<String> {
-    Some(format!("run `{} configure`", crate::protocol::NAME))
+    Some(CONFIGURE_FIX.to_string())
 }
 
 /// A span of seconds for a person: `45 s`, `59 min`, `3 h`, `2 d`.
