@@ -105,13 +105,16 @@ pub fn explain(
     };
     let stored = read(host.name())?;
     let mut chain = vec![format!("{host}: {}", holds(stored.as_ref(), now))];
+    // Only where a `get` looks: icr.io's key when the host's own record
+    // neither answers nor mints.
     let global = match decide::needs_global(host, choice, stored.as_ref(), now) {
-        true => read(GLOBAL_HOST)?,
+        true => {
+            let global = read(GLOBAL_HOST)?;
+            chain.push(format!("{GLOBAL_HOST}: {}", holds(global.as_ref(), now)));
+            global
+        }
         false => None,
     };
-    if !host.is_global() && choice.allows_api_keys() {
-        chain.push(format!("{GLOBAL_HOST}: {}", holds(global.as_ref(), now)));
-    }
     let first = match decide::needs_chain(host, choice, stored.as_ref(), global.as_ref(), now) {
         true => {
             let first = chain::first(env, choice)?;

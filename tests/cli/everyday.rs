@@ -624,3 +624,49 @@ fn doctor_refuses_a_host_that_is_not_ibm_s() {
         .stdout_is("usage: docker-credential-ibmcr doctor [HOST] [--json]\n");
     assert!(fake.requests().is_empty());
 }
+
+#[test]
+fn identity_names_where_the_answer_comes_from_and_never_the_secret() {
+    // issue 12.2: the chain as a get walks it, and which source wins
+    let (_fake, mut s) = setup();
+    let identity = |s: &Sandbox, host: &str| -> String {
+        let out = s.run(&["doctor", host], b"");
+        no_secret(&out, &["CANARY-stored-token"]);
+        let line = out.stdout.lines().find(|l| l.contains(" identity: "));
+        line.unwrap_or_else(|| panic!("{out}")).to_string()
+    };
+    assert_eq!(
+        identity(&s, "us.icr.io"),
+        "problem identity: nothing answers us.icr.io (us.icr.io: nothing stored; icr.io: nothing stored; \
+         then: nothing (no IBMCLOUD_API_KEY or IC_API_KEY, no IBMCLOUD_CR_TOKEN, no projected token, \
+         no ibmcloud login session)); fix: give it an API key: \
+         `docker-credential-ibmcr login < api-key-file` (or set IBMCLOUD_API_KEY)"
+    );
+    s.set("IBMCLOUD_API_KEY", KEY);
+    assert_eq!(
+        identity(&s, "us.icr.io"),
+        "ok identity: us.icr.io is answered with tokens minted from the API key in IBMCLOUD_API_KEY, \
+         in bearer mode (us.icr.io: nothing stored; icr.io: nothing stored; then: IBMCLOUD_API_KEY)"
+    );
+    // A key of the host's own wins, and icr.io is not even looked at.
+    s.run(&["login", "us.icr.io"], KEY.as_bytes()).ok();
+    assert_eq!(
+        identity(&s, "us.icr.io"),
+        "ok identity: us.icr.io is answered with tokens minted from the API key stored for us.icr.io, \
+         in bearer mode (us.icr.io: an API key)"
+    );
+    s.set("IBMCR_MODE", "apikey");
+    assert_eq!(
+        identity(&s, "us.icr.io"),
+        "ok identity: us.icr.io is answered with the API key stored for us.icr.io itself, \
+         in apikey mode (us.icr.io: an API key)"
+    );
+    // A stored credential that answers as it is.
+    s.store("de.icr.io", "iamrefresh", "CANARY-stored-token")
+        .ok();
+    assert_eq!(
+        identity(&s, "de.icr.io"),
+        "ok identity: de.icr.io is answered with its stored `iamrefresh` credential as it is \
+         (de.icr.io: a `iamrefresh` credential, answered as stored)"
+    );
+}
