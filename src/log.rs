@@ -64,6 +64,31 @@ pub fn quoted(value: &str) -> String {
     value.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
+/// A command-line option that was not understood, fit to quote: only one
+/// spelled as options are (`--word-word`, `-x`); anything else may be a
+/// secret typed in the wrong place (an API key can start with `-`).
+pub fn option_argument(arg: &str) -> Option<String> {
+    let name = arg.trim_start_matches('-');
+    let spelled = arg.len() <= 32
+        && arg.len() - name.len() <= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+    spelled.then(|| arg.to_string())
+}
+
+/// A command-line HOST that is not an IBM host, fit to quote: its user
+/// info masked; one that does not look like a host name at all (no dot: an
+/// API key typed in its place) is not quoted.
+pub fn host_argument(arg: &str) -> Option<String> {
+    let masked = redact_userinfo(arg);
+    // `user:pw@host` without a scheme is no URL, but the same mistake.
+    let masked = match masked.rsplit_once('@') {
+        Some((_, host)) if !masked.contains("****@") => format!("****@{host}"),
+        _ => masked,
+    };
+    masked.contains('.').then(|| quoted(&masked))
+}
+
 /// A URL for a message: `scheme://****@host…` when it carries a user name or
 /// password (a proxy URL, an endpoint someone pasted with credentials).
 /// The user info is looked for where URL parsers find it: after every

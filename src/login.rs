@@ -38,19 +38,19 @@ pub fn run(
     let host = match args {
         [] => GLOBAL_HOST,
         [flag] if flag == "-h" || flag == "--help" => return Ok(USAGE.to_string()),
-        [flag] if flag.starts_with('-') => bail_line(format!(
-            "login: unknown option `{}`; {USAGE}",
-            log::quoted(flag)
-        ))?,
+        [flag] if flag.starts_with('-') => bail_line(match log::option_argument(flag) {
+            Some(flag) => format!("login: unknown option `{flag}`; {USAGE}"),
+            None => format!("login: an unknown option; {USAGE}"),
+        })?,
         [host] => host.as_str(),
         _ => bail_line(format!("login: one HOST at most; {USAGE}"))?,
     };
     let host = match Registry::parse(host) {
         Registry::Ibm(host) => host,
-        Registry::Other(_) => bail_line(format!(
-            "login: `{}` is not an IBM Cloud Container Registry host (the README lists them); nothing stored",
-            log::quoted(host)
-        ))?,
+        Registry::Other(_) => bail_line(match log::host_argument(host) {
+            Some(host) => format!("login: `{host}` is not an IBM Cloud Container Registry host (the README lists them); nothing stored"),
+            None => "login: HOST is not an IBM Cloud Container Registry host such as us.icr.io (the README lists them); nothing stored".to_string(),
+        })?,
     };
     let key = read_key(host, input, terminal)?;
     let verified = ibm::verify_key(env, host, &key, now)

@@ -48,7 +48,7 @@ impl ConfigFile {
             Ok(None) => Ok(None),
             Err(e) => Err(read_error(&e)),
             Ok(Some((bytes, _))) => match parse_document(&bytes) {
-                Ok(Value::Object(map)) => Ok(Some(map)),
+                Ok(Value::Object(map)) => typed(&map).map(|()| Some(map)),
                 Ok(_) => Err("not a JSON object".to_string()),
                 Err(e) => Err(format!("{e:#}")),
             },
@@ -117,12 +117,27 @@ impl ConfigFile {
     }
 }
 
-/// A value of the file made fit to quote: strings as they are, others as JSON.
-fn value_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => log::quoted(s),
-        other => log::quoted(&other.to_string()),
+/// Checks the fields the tools route by have the types they read (docker
+/// and c/image refuse the whole file otherwise). Names no value: a value of
+/// the wrong type may be a secret pasted in the wrong place.
+fn typed(map: &Map<String, Value>) -> std::result::Result<(), String> {
+    let cannot = |what: &str| Err(format!("{what}: docker cannot read this file"));
+    match map.get(CREDS_STORE) {
+        None | Some(Value::String(_) | Value::Null) => {}
+        Some(_) => return cannot("credsStore is not a string"),
     }
+    match map.get(CRED_HELPERS) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(helpers)) if helpers.values().all(Value::is_string) => Ok(()),
+        Some(Value::Object(_)) => cannot("a credHelpers entry is not a string"),
+        Some(_) => cannot("credHelpers is not a JSON object"),
+    }
+}
+
+/// A string of the file made fit to quote (after [`typed`], the values
+/// routed by are strings).
+fn value_text(value: &Value) -> String {
+    log::quoted(value.as_str().unwrap_or_default())
 }
 
 /// The host of an `auths` key: without a scheme, a path or case.

@@ -22,12 +22,10 @@ impl Options {
                 "--undo" => options.undo = true,
                 "--creds-store" => options.creds_store = true,
                 "--help" | "-h" => return Ok(None),
-                other if other.starts_with('-') => {
-                    bail!(
-                        "unknown option for configure: {} ({USAGE})",
-                        crate::log::quoted(other)
-                    )
-                }
+                other if other.starts_with('-') => match crate::log::option_argument(other) {
+                    Some(other) => bail!("unknown option for configure: {other} ({USAGE})"),
+                    None => bail!("an unknown option for configure ({USAGE})"),
+                },
                 // Not echoed: a stray argument may be a pasted secret.
                 _ => bail!("configure takes no arguments ({USAGE})"),
             }

@@ -2,7 +2,7 @@
 //! first one on `PATH` (docker, podman and skopeo all look it up there);
 //! its version should be this one's.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -125,25 +125,34 @@ fn version_of(path: &Path) -> Result<String, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot run it: {}", log::one_line(&e.to_string())))?;
-    let started = Instant::now();
+    let deadline = Instant::now() + VERSION_WAIT;
+    let late = || format!("no answer within {}s", VERSION_WAIT.as_secs());
+    // Its first line, read aside: a child it left running may hold the
+    // pipe open long after it exits, and nothing may wait past the deadline.
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(stdout) = child.stdout.take() {
+        std::thread::spawn(move || {
+            let mut line = Vec::new();
+            let _ = BufReader::new(stdout.take(4096)).read_until(b'\n', &mut line);
+            let _ = tx.send(line);
+        });
+    }
+    let line = rx.recv_timeout(VERSION_WAIT);
     let status = loop {
         match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() < VERSION_WAIT => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("no answer within {}s", VERSION_WAIT.as_secs()));
+                break None;
             }
         }
     };
-    let mut out = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        let _ = stdout.take(4096).read_to_string(&mut out);
-    }
-    let first = out.lines().next().unwrap_or_default().trim().to_string();
+    let (Ok(line), Some(status)) = (line, status) else {
+        return Err(late());
+    };
+    let first = String::from_utf8_lossy(&line).trim().to_string();
     match (status.success(), first.is_empty()) {
         (true, false) => Ok(log::excerpt(&first, 200)),
         _ => Err(format!("exit {}", status.code().unwrap_or(-1))),

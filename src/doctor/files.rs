@@ -46,14 +46,11 @@ pub fn docker(env: &Env, host: IbmHost) -> Check {
                 "set \"{host}\": \"ibmcr\" in its credHelpers (configure leaves another helper's entry alone)"
             )),
         ),
-        (None, Some(key)) if via_store => Check::problem(
+        // docker's credsStore answers before auths (auths keeps only the
+        // email); podman reads that auths entry, which `containers` checks.
+        (None, Some(key)) if via_store => Check::ok(
             "docker",
-            format!(
-                "{shown} sends {host} to ibmcr only through credsStore, and its auths entry `{key}` holds credentials, which podman, skopeo and buildah use instead (they ignore credsStore)"
-            ),
-            Some(format!(
-                "{CONFIGURE_FIX} (credHelpers comes before auths for every tool), or remove that auths entry"
-            )),
+            format!("{shown} sends {host} to ibmcr (credsStore, which docker asks before its auths entry `{key}`)"),
         ),
         (None, None) if via_store => Check::ok(
             "docker",

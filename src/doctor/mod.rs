@@ -106,10 +106,10 @@ pub fn run(args: &[String], env: &Env, now: u64, uid: u32) -> Result<Run, Error>
             "--json" => json = true,
             "-h" | "--help" => return Ok(Run::Usage(USAGE)),
             flag if flag.starts_with('-') => {
-                return Err(line(format!(
-                    "doctor: unknown option `{}`; {USAGE}",
-                    log::quoted(flag)
-                )))
+                return Err(line(match log::option_argument(flag) {
+                    Some(flag) => format!("doctor: unknown option `{flag}`; {USAGE}"),
+                    None => format!("doctor: an unknown option; {USAGE}"),
+                }))
             }
             name if host.is_none() => host = Some(name),
             _ => return Err(line(format!("doctor: one HOST at most; {USAGE}"))),
@@ -117,10 +117,12 @@ pub fn run(args: &[String], env: &Env, now: u64, uid: u32) -> Result<Run, Error>
     }
     let name = host.unwrap_or(DEFAULT_HOST);
     let Registry::Ibm(host) = Registry::parse(name) else {
-        return Err(line(format!(
-            "doctor: `{}` is not an IBM Cloud Container Registry host (the README lists them)",
-            log::quoted(name)
-        )));
+        return Err(line(match log::host_argument(name) {
+            Some(name) => format!(
+                "doctor: `{name}` is not an IBM Cloud Container Registry host (the README lists them)"
+            ),
+            None => "doctor: HOST is not an IBM Cloud Container Registry host such as us.icr.io (the README lists them)".to_string(),
+        }));
     };
     let mut checks = vec![
         binary::check(env),

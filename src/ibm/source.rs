@@ -335,7 +335,7 @@ mod tests {
         let session = |exp: u64| Session {
             file: "/c.json".into(),
             access: Some(Secret::new(jwt_with(
-                serde_json::json!({"iat": NOW - 600, "exp": exp, "account": {"bss": "acct"}}),
+                serde_json::json!({"iat": NOW - 600, "exp": exp, "account": {"bss": "0123456789abcdef0123456789abcdef"}}),
             ))),
             refresh: None,
             iam: None,
@@ -345,7 +345,10 @@ mod tests {
             (current.minted_at, current.expires_at),
             (NOW - 600, NOW + 3000)
         );
-        assert_eq!(current.account.as_deref(), Some("acct"));
+        assert_eq!(
+            current.account.as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
         assert!(session(NOW).current(NOW).is_none(), "expired");
         let opaque = Session {
             access: Some(Secret::new("opaque".into())),

@@ -192,7 +192,10 @@ pub(crate) fn parse_iam_token(body: &[u8]) -> std::result::Result<IamToken, Stri
     })
 }
 
-/// The account id of an IAM access token: its `account.bss` claim, if plain.
+/// The account id of an IAM access token: its `account.bss` claim, when it
+/// is what IBM's account ids are, 32 hex digits. `login` and `doctor` print
+/// it: anything else (a server could put the key it was sent there) is not
+/// an account id.
 pub(crate) fn account_of(access_token: &str) -> Option<String> {
     jwt::claims(access_token)
         .and_then(|claims| {
@@ -202,7 +205,7 @@ pub(crate) fn account_of(access_token: &str) -> Option<String> {
                 .as_str()
                 .map(str::to_string)
         })
-        .filter(|a| is_plain(a))
+        .filter(|a| a.len() == 32 && a.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Parses the registry's `{"token": "<JWT>"}`.
@@ -409,6 +412,22 @@ mod tests {
 
     use super::*;
     use crate::mint::tests::ACCOUNT;
+
+    #[test]
+    fn an_account_id_is_32_hex_digits_or_none() {
+        // login and doctor print it: a server must not get the key it was
+        // sent printed by putting it there
+        let with = |bss: &str| make_jwt(&serde_json::json!({"account": {"bss": bss}}));
+        assert_eq!(account_of(&with(ACCOUNT)).as_deref(), Some(ACCOUNT));
+        for not_an_id in [
+            "CANARY-key-echoed-into-bss",
+            "0123456789abcdef",
+            "g123456789abcdef0123456789abcdef",
+            "",
+        ] {
+            assert_eq!(account_of(&with(not_an_id)), None, "{not_an_id}");
+        }
+    }
 
     #[test]
     fn percent_encoding_keeps_only_unreserved() {

@@ -44,6 +44,12 @@ pub trait SecretStore {
     fn list(&self) -> Result<BTreeMap<String, String>>;
     /// `keyring` or `file`, for logs.
     fn name(&self) -> &'static str;
+    /// Whether the backend answers at all, asked without writing anything
+    /// (`doctor`): a `get` finds nothing, not an error, where no keyring
+    /// ever held anything.
+    fn answers(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A borrowed store is a store (tests keep theirs to inspect it afterwards).
@@ -62,6 +68,9 @@ impl<T: SecretStore + ?Sized> SecretStore for &T {
     }
     fn name(&self) -> &'static str {
         (**self).name()
+    }
+    fn answers(&self) -> Result<()> {
+        (**self).answers()
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::support::fake_ibm::{Config, FakeIbm};
+use crate::support::fake_ibm::{Config, FakeIbm, Fault, FaultKind};
 use crate::util::{Output, Sandbox, BIN};
 
 const KEY: &str = "CANARY-login-key-5e6f7a8b";
@@ -163,6 +163,32 @@ fn login_checks_the_key_with_one_iam_request_and_stores_it() {
     assert_eq!(username, "iambearer");
     assert_eq!(fake.requests().len(), 1, "no second request");
     assert!(!fs::read_to_string(s.cache_file()).unwrap().contains(KEY));
+}
+
+#[test]
+fn an_iam_that_puts_the_key_in_the_account_never_gets_it_printed() {
+    // review: the account id printed is the token's `account.bss`, which a
+    // hostile IAM could set to the key it was sent
+    let (fake, s) = setup();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = crate::support::fake_ibm::make_jwt(&json!({
+        "account": {"bss": KEY}, "iat": now, "exp": now + 3600, "grant_type": "urn:ibm:params:oauth:grant-type:apikey"
+    }));
+    let body = json!({"access_token": token, "refresh_token": "not_supported", "token_type": "Bearer",
+        "expires_in": 3600, "expiration": now + 3600});
+    fake.inject(Fault::new(IAM, FaultKind::Reply { status: 200, body }, 0));
+    let out = s
+        .run(&["login"], KEY.as_bytes())
+        .ok()
+        .stdout_is("logged in to icr.io with an API key of an account IAM did not name; it serves every IBM registry host without a key of its own\n");
+    no_secret(&out, &[]);
+    s.run(&["configure"], b"").ok();
+    fs::remove_file(s.cache_file()).unwrap();
+    let out = s.run(&["doctor", "--json"], b"").ok();
+    no_secret(&out, &[]);
 }
 
 #[test]
@@ -484,12 +510,25 @@ fn no_helper_in_docker_s_config_is_a_problem() {
 fn an_auths_entry_that_overrides_the_helper_is_a_problem() {
     let (_fake, s) = healthy();
     let docker = s.home().join(".docker/config.json");
+    // With credsStore, docker asks the helper first (auths keeps the email only).
     let config = json!({"credsStore": "ibmcr", "auths": {"us.icr.io": {"auth": AUTH_CANARY}}});
     fs::write(&docker, config.to_string()).unwrap();
+    let out = s.run(&["doctor"], b"").ok();
+    no_secret(&out, &[]);
+    assert!(out.stdout.contains(&format!(
+        "ok docker: {} sends us.icr.io to ibmcr (credsStore, which docker asks before its auths entry `us.icr.io`)\n",
+        docker.display()
+    )), "{out}");
+    // Without a helper, the auths entry answers.
+    let config = json!({"auths": {"https://us.icr.io/v1/": {"auth": AUTH_CANARY}}});
+    fs::write(&docker, config.to_string()).unwrap();
     let lines = problems(&s.run(&["doctor"], b""), &["docker"]);
-    assert!(
-        lines[0].contains("sends us.icr.io to ibmcr only through credsStore, and its auths entry `us.icr.io` holds credentials"),
-        "{lines:?}"
+    assert_eq!(
+        lines[0],
+        format!(
+            "problem docker: {} names no helper for us.icr.io: docker answers it from the auths entry `https://us.icr.io/v1/`, not from ibmcr; fix: run `docker-credential-ibmcr configure`",
+            docker.display()
+        )
     );
     // podman's own file: an auths entry there wins before any helper.
     let persistent = s.home().join(".config/containers/auth.json");
@@ -505,6 +544,123 @@ fn an_auths_entry_that_overrides_the_helper_is_a_problem() {
             persistent.display()
         )
     );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_named_not_quoted() {
+    // review: a secret pasted where docker wants a helper's name was quoted
+    let (_fake, s) = healthy();
+    let docker = s.home().join(".docker/config.json");
+    for config in [
+        json!({"credHelpers": {"us.icr.io": {"password": AUTH_CANARY}}}),
+        json!({"credsStore": [AUTH_CANARY]}),
+        json!({"credHelpers": [AUTH_CANARY]}),
+    ] {
+        fs::write(&docker, config.to_string()).unwrap();
+        let lines = problems(&s.run(&["doctor"], b""), &["docker"]);
+        assert!(lines[0].contains(": docker cannot read this file; fix: repair it, then run `docker-credential-ibmcr configure`"), "{lines:?}");
+    }
+}
+
+#[test]
+fn arguments_that_may_be_secrets_are_not_echoed() {
+    // review: `login $IBMCLOUD_API_KEY`, a URL with a password, a key that
+    // starts with a dash: one line each, without the secret
+    let (fake, s) = setup();
+    let key_like = "CANARYkey0123456789abcdefABCDEF_xyz";
+    for verb in ["login", "doctor"] {
+        let out = s.run(&[verb, key_like], b"").error_line(&format!(
+            "{verb}: HOST is not an IBM Cloud Container Registry host such as us.icr.io"
+        ));
+        no_secret(&out, &[key_like]);
+        let out = s
+            .run(&[verb, "https://user:CANARYpw@quay.io/v2/"], b"")
+            .error_line(&format!(
+                "{verb}: `https://****@quay.io/v2/` is not an IBM Cloud Container Registry host"
+            ));
+        no_secret(&out, &["CANARYpw"]);
+        let out = s
+            .run(&[verb, "-CANARYkey0123456789abcdef"], b"")
+            .error_line(&format!(
+                "{verb}: an unknown option; usage: docker-credential-ibmcr {verb}"
+            ));
+        no_secret(&out, &["CANARYkey0123456789abcdef"]);
+        s.run(&[verb, "--bogus"], b"")
+            .error_line(&format!("{verb}: unknown option `--bogus`"));
+    }
+    assert!(fake.requests().is_empty());
+}
+
+#[test]
+fn a_shadowing_copy_that_never_lets_go_of_its_output_does_not_hang_doctor() {
+    // review: a copy first on PATH that leaves a child holding stdout
+    let (_fake, mut s) = healthy();
+    let other = s.root.join("other");
+    fs::create_dir_all(&other).unwrap();
+    let shim = other.join("docker-credential-ibmcr");
+    fs::write(&shim, "#!/bin/sh\nsleep 30 &\necho 'docker-credential-ibmcr (docker-credential-ibmcr) v0.0.1 (commit 0000000)'\n").unwrap();
+    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    s.set(
+        "PATH",
+        &format!("{}:{}", other.display(), s.root.join("bin").display()),
+    );
+    let started = std::time::Instant::now();
+    let lines = problems(&s.run(&["doctor"], b""), &["binary"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "doctor waited for the shim's child"
+    );
+    assert!(
+        lines[0].contains("(v0.0.1, commit 0000000), which shadows this one"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn an_unreachable_iam_matters_only_when_a_pull_needs_it() {
+    // review: with a fresh token cached, or the key answered as it is, a
+    // pull makes no IAM call, so IAM out of reach is not a problem
+    let (fake, mut s) = healthy();
+    drop(fake);
+    let out = s.run(&["doctor"], b"").ok();
+    assert!(
+        out.stdout
+            .contains("ok clock: could not ask IAM for its time ("),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("); a pull needs no IAM call now\n"),
+        "{out}"
+    );
+    s.set("IBMCR_MODE", "apikey");
+    s.run(&["doctor"], b"").ok();
+    s.unset("IBMCR_MODE");
+    // With nothing valid cached, it is: the clock and the mint say so.
+    fs::remove_file(s.cache_file()).unwrap();
+    let lines = problems(&s.run(&["doctor"], b""), &["clock", "mint"]);
+    assert!(
+        lines[0].starts_with("problem clock: could not ask IAM for its time: "),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_keyring_that_does_not_answer_is_a_problem() {
+    // review: with no keyring index, a get finds nothing rather than failing
+    let (_fake, mut s) = setup();
+    s.set("IBMCR_STORE", "keyring");
+    s.set("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let out = s.run(&["doctor"], b"").fails();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("problem store: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.starts_with("problem store: the keyring store does not answer: "),
+        "{out}"
+    );
+    assert!(line.ends_with("; fix: unlock the keyring or start the Secret Service; or set IBMCR_STORE=file and log in again"), "{out}");
 }
 
 #[test]
