@@ -16,6 +16,7 @@ use super::{CREDS_STORE, CRED_HELPERS, MAX_CONFIG_BYTES};
 use crate::env::Env;
 use crate::fsutil::{self, Checks};
 use crate::log;
+use crate::registry::IbmHost;
 
 /// One config file as docker or the containers tools read it.
 #[derive(Debug)]
@@ -98,8 +99,9 @@ impl ConfigFile {
 
     /// The key of an `auths` entry for `host` that holds credentials (an
     /// `auth`, a password or a token; docker leaves `{}` behind for a
-    /// helper's host, which holds none). Keys match with any scheme and
-    /// path, as docker and c/image normalise them.
+    /// helper's host, which holds none). `host` is an IBM host's name; keys
+    /// match with any case, scheme, path and `:443`, as docker and c/image
+    /// normalise them.
     pub fn auths_credentials(&self, host: &str) -> Option<String> {
         let auths = self.map()?.get("auths")?.as_object()?;
         auths.iter().find_map(|(key, entry)| {
@@ -112,7 +114,9 @@ impl ConfigFile {
                 }),
                 _ => false,
             };
-            (holds && key_host(key) == host.to_ascii_lowercase()).then(|| log::quoted(key))
+            // A key names the host as ServerURLs do: any case, scheme, path, `:443`.
+            let names = IbmHost::parse(key).is_some_and(|h| h.name() == host);
+            (holds && names).then(|| log::quoted(key))
         })
     }
 }
@@ -138,17 +142,6 @@ fn typed(map: &Map<String, Value>) -> std::result::Result<(), String> {
 /// routed by are strings).
 fn value_text(value: &Value) -> String {
     log::quoted(value.as_str().unwrap_or_default())
-}
-
-/// The host of an `auths` key: without a scheme, a path or case.
-fn key_host(key: &str) -> String {
-    let key = key.trim();
-    let lower = key.to_ascii_lowercase();
-    let bare = ["https://", "http://"]
-        .iter()
-        .find_map(|scheme| lower.strip_prefix(scheme))
-        .unwrap_or(&lower);
-    bare.split('/').next().unwrap_or_default().to_string()
 }
 
 /// A read error in a few words: the path is shown beside it already.
