@@ -253,7 +253,7 @@ pub fn api_key(record: Option<Record>) -> Option<Secret<String>> {
 }
 
 /// True for a JWT whose `exp` has passed (an opaque token never expires here).
-fn expired(record: &Record, now: u64) -> bool {
+pub fn expired(record: &Record, now: u64) -> bool {
     jwt::expiry(record.secret.expose()).is_some_and(|exp| exp <= now)
 }
 

@@ -12,7 +12,7 @@ use crate::registry::{IbmHost, GLOBAL_HOST};
 use crate::secret::Secret;
 use crate::settings::{IdentityChoice, Mode, Settings, TokenAccess};
 use crate::store::{Record, SecretStore};
-use crate::{jwt, log, Env};
+use crate::{log, Env};
 
 use super::chain;
 use super::decide::{self, Decision, Kind};
@@ -198,10 +198,8 @@ fn holds(record: Option<&Record>, now: u64) -> String {
     let name = log::quoted(&r.username);
     match Kind::of(&r.username) {
         Kind::ApiKey => "an API key".to_string(),
-        Kind::Expiring => match jwt::expiry(r.secret.expose()) {
-            Some(exp) if exp <= now => format!("a `{name}` credential, expired"),
-            _ => format!("a `{name}` credential"),
-        },
+        Kind::Expiring if decide::expired(r, now) => format!("a `{name}` credential, expired"),
+        Kind::Expiring => format!("a `{name}` credential"),
         Kind::AsStored => format!("a `{name}` credential, answered as stored"),
     }
 }
