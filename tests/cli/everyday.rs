@@ -591,19 +591,27 @@ fn arguments_that_may_be_secrets_are_not_echoed() {
     assert!(fake.requests().is_empty());
 }
 
-#[test]
-fn a_shadowing_copy_that_never_lets_go_of_its_output_does_not_hang_doctor() {
-    // review: a copy first on PATH that leaves a child holding stdout
-    let (_fake, mut s) = healthy();
+/// An older copy of the helper first on PATH, before the sandbox's own: a
+/// script that runs `first`, then prints v0.0.1's version line.
+fn shadowing_copy(s: &mut Sandbox, first: &str) -> PathBuf {
     let other = s.root.join("other");
     fs::create_dir_all(&other).unwrap();
-    let shim = other.join("docker-credential-ibmcr");
-    fs::write(&shim, "#!/bin/sh\nsleep 30 &\necho 'docker-credential-ibmcr (docker-credential-ibmcr) v0.0.1 (commit 0000000)'\n").unwrap();
-    fs::set_permissions(&shim, fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = other.join("docker-credential-ibmcr");
+    let version = "docker-credential-ibmcr (docker-credential-ibmcr) v0.0.1 (commit 0000000)";
+    fs::write(&copy, format!("#!/bin/sh\n{first}\necho '{version}'\n")).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
     s.set(
         "PATH",
         &format!("{}:{}", other.display(), s.root.join("bin").display()),
     );
+    copy
+}
+
+#[test]
+fn a_shadowing_copy_that_never_lets_go_of_its_output_does_not_hang_doctor() {
+    // review: a copy first on PATH that leaves a child holding stdout
+    let (_fake, mut s) = healthy();
+    shadowing_copy(&mut s, "sleep 30 &");
     let started = std::time::Instant::now();
     let lines = problems(&s.run(&["doctor"], b""), &["binary"]);
     assert!(
@@ -675,13 +683,7 @@ fn a_path_without_the_binary_is_a_problem() {
         "problem binary: no docker-credential-ibmcr on PATH: docker, podman and skopeo cannot run it; fix: install it (./install.sh or the .deb) or add the directory that holds it to PATH"
     );
     // Another copy first on PATH shadows this one.
-    let other = s.root.join("other");
-    fs::create_dir_all(&other).unwrap();
-    let fake_bin = other.join("docker-credential-ibmcr");
-    fs::write(&fake_bin, "#!/bin/sh\necho 'docker-credential-ibmcr (docker-credential-ibmcr) v0.0.1 (commit 0000000)'\n").unwrap();
-    fs::set_permissions(&fake_bin, fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", other.display(), s.root.join("bin").display());
-    s.set("PATH", &path);
+    let fake_bin = shadowing_copy(&mut s, "");
     let lines = problems(&s.run(&["doctor"], b""), &["binary"]);
     assert!(
         lines[0].starts_with(&format!(
